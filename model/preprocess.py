@@ -1,0 +1,106 @@
+"""Image conversion shared by training and serving: bytes or arrays <-> float32 in [0, 1].
+
+Model inputs are float32 (N, C, H, W) in the manifest's value range [0, 1], with the
+manifest's colour mode and size. Training loads its image folders through the same
+functions the service uses for uploads, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, UnidentifiedImageError
+
+from model.bundle import InputSpec
+from model.errors import InputError, InputTooLargeError
+
+DEFAULT_MAX_PIXELS = 4096 * 4096  # decoded pixels per image; larger is refused unread
+
+_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
+
+
+def decode_image(
+    data: bytes, spec: InputSpec, *, index: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> NDArray[np.float32]:
+    """Decode PNG/JPEG/... bytes into (C, H, W) float32 in [0, 1] per `spec`.
+
+    The pixel count is checked from the header before any pixel is decoded, so a
+    decompression bomb costs nothing. Alpha is dropped; 16-bit images are scaled.
+    """
+    if not data:
+        raise InputError("empty image", index)
+    try:
+        image: Image.Image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise InputError("not a decodable image", index) from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise InputTooLargeError(f"{width}x{height} is {width * height} pixels, over the limit of {max_pixels}", index)
+    try:
+        image.load()
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"corrupt image data ({exc})", index) from None
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        # Pillow's convert("L") clips 16-bit and float images instead of scaling them.
+        scale = 65535.0 if image.mode != "F" else 1.0
+        grey = np.asarray(image, dtype=np.float32) / scale
+        image = Image.fromarray(np.clip(grey * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    image = image.convert(spec.colour_mode)
+    if image.size != (spec.width, spec.height):
+        if spec.resize == "error":
+            raise InputError(f"size {width}x{height} differs from the model's {spec.width}x{spec.height}", index)
+        image = image.resize((spec.width, spec.height), _RESAMPLE[spec.resize])
+    pixels = np.asarray(image, dtype=np.float32) / 255.0  # (H, W) or (H, W, C)
+    return pixels.reshape(spec.height, spec.width, spec.channels).transpose(2, 0, 1)
+
+
+def from_array(values: object, spec: InputSpec, *, index: int | None = None) -> NDArray[np.float32]:
+    """Check an array of pixel values in [0, 1] and shape it (C, H, W).
+
+    Accepted shapes: (C, H, W), (H, W) for one channel, or flat (C*H*W,).
+    """
+    try:
+        array = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InputError("array is not a rectangular array of numbers", index) from None
+    shape = (spec.channels, spec.height, spec.width)
+    if (array.shape == shape[1:] and spec.channels == 1) or array.shape == (math.prod(shape),):
+        array = array.reshape(shape)
+    if array.shape != shape:
+        raise InputError(f"array shape {list(array.shape)} does not match the model's {list(shape)}", index)
+    if not np.isfinite(array).all():
+        raise InputError("array holds NaN or infinite values", index)
+    low, high = spec.value_range
+    if array.min() < low or array.max() > high:
+        raise InputError(f"array values must lie in [{low}, {high}]", index)
+    return array
+
+
+def to_uint8(images: NDArray[np.floating]) -> NDArray[np.uint8]:
+    """(..., C, H, W) in [0, 1] -> (..., H, W, C) uint8, rounding to nearest."""
+    clipped = np.clip(images, 0.0, 1.0) * 255.0 + 0.5
+    return np.moveaxis(clipped.astype(np.uint8), -3, -1)
+
+
+def encode_png(image: NDArray[np.floating]) -> bytes:
+    """One (C, H, W) image in [0, 1] -> PNG bytes (greyscale or RGB)."""
+    pixels = to_uint8(image)  # (H, W, C)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_grid(images: NDArray[np.floating], columns: int | None = None, padding: int = 2) -> NDArray[np.float32]:
+    """Tile (N, C, H, W) images into one (C, H', W') image with `padding` pixels between."""
+    n, c, h, w = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    grid = np.zeros((c, rows * (h + padding) + padding, columns * (w + padding) + padding), np.float32)
+    for i, image in enumerate(images):
+        top = padding + (i // columns) * (h + padding)
+        left = padding + (i % columns) * (w + padding)
+        grid[:, top : top + h, left : left + w] = image
+    return grid

@@ -1,0 +1,92 @@
+"""The scoring maths in numpy: likelihoods, KL, ELBO and IWAE parts, thresholds, p-values.
+
+Shared by the trainer (calibration, test metrics) and the service, so the two can never
+disagree on a score. Every function is pure: noise comes in as an argument.
+Shapes: N images, K importance samples, D latent dimensions, P = C*H*W pixels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float32] | NDArray[np.float64]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def bernoulli_log_prob(x: FloatArray, logits: FloatArray) -> NDArray[np.float64]:
+    """log p(x|z) summed over pixels, for x in [0, 1] and logits (..., C, H, W) -> (...).
+
+    Stable form of x*log(sigmoid(l)) + (1-x)*log(1-sigmoid(l)) = x*l - softplus(l),
+    the negative of binary cross-entropy with logits.
+    """
+    logits = logits.astype(np.float64)
+    softplus = np.logaddexp(0.0, logits)
+    per_pixel = x * logits - softplus
+    return per_pixel.reshape(*per_pixel.shape[:-3], -1).sum(axis=-1)
+
+
+def gaussian_log_prob(x: FloatArray, mean: FloatArray, log_scale: FloatArray) -> NDArray[np.float64]:
+    """log N(x; mean, exp(log_scale)^2) summed over pixels; log_scale broadcasts per channel."""
+    log_scale = np.asarray(log_scale, dtype=np.float64).reshape(-1, 1, 1)  # (C, 1, 1)
+    diff = (x - mean.astype(np.float64)) * np.exp(-log_scale)
+    per_pixel = -0.5 * diff**2 - log_scale - 0.5 * _LOG_2PI
+    return per_pixel.reshape(*per_pixel.shape[:-3], -1).sum(axis=-1)
+
+
+def standard_normal_log_prob(z: FloatArray) -> NDArray[np.float64]:
+    """log N(z; 0, I) summed over the last axis."""
+    z = z.astype(np.float64)
+    return (-0.5 * z**2 - 0.5 * _LOG_2PI).sum(axis=-1)
+
+
+def diag_normal_log_prob(eps: FloatArray, log_var: FloatArray) -> NDArray[np.float64]:
+    """log q(z|x) for z = mean + exp(log_var/2) * eps, summed over the last axis.
+
+    Written in terms of eps, (z - mean) / std, which avoids the cancellation of
+    recomputing it from z.
+    """
+    eps, log_var = eps.astype(np.float64), log_var.astype(np.float64)
+    return (-0.5 * eps**2 - 0.5 * log_var - 0.5 * _LOG_2PI).sum(axis=-1)
+
+
+def kl_to_standard_normal(mean: FloatArray, log_var: FloatArray) -> NDArray[np.float64]:
+    """KL(N(mean, exp(log_var)) || N(0, I)) per row (Kingma & Welling 2014, Appendix B)."""
+    mean, log_var = mean.astype(np.float64), log_var.astype(np.float64)
+    return -0.5 * (1.0 + log_var - mean**2 - np.exp(log_var)).sum(axis=-1)
+
+
+def iwae_log_likelihood(log_weights: FloatArray) -> NDArray[np.float64]:
+    """log p(x) ~ logsumexp_k log w_k - log K, for log_weights (N, K) -> (N,) (Burda et al. 2016)."""
+    log_weights = log_weights.astype(np.float64)
+    k = log_weights.shape[-1]
+    top = log_weights.max(axis=-1, keepdims=True)
+    summed = np.log(np.exp(log_weights - top).sum(axis=-1)) + top[..., 0]
+    return summed - math.log(k)
+
+
+def bits_per_dim(nll_nats: FloatArray | float, dims: int) -> NDArray[np.float64]:
+    """Convert a negative log-likelihood in nats per image to bits per dimension."""
+    return np.asarray(nll_nats, dtype=np.float64) / (dims * math.log(2.0))
+
+
+def threshold_at_fpr(calibration_scores: FloatArray, false_positive_rate: float) -> float:
+    """The smallest threshold t such that at most `false_positive_rate` of the calibration
+    scores are strictly above t (higher scores are more anomalous)."""
+    scores = np.sort(np.asarray(calibration_scores, dtype=np.float64))
+    if scores.size == 0:
+        raise ValueError("no calibration scores")
+    if not 0.0 < false_positive_rate < 1.0:
+        raise ValueError(f"false_positive_rate must be in (0, 1), got {false_positive_rate}")
+    allowed_above = math.floor(false_positive_rate * scores.size)
+    return float(scores[scores.size - 1 - allowed_above])
+
+
+def p_values(calibration_scores: FloatArray, scores: FloatArray) -> NDArray[np.float64]:
+    """Conformal p-value (1 + #{calibration >= s}) / (n + 1) for each score s."""
+    ordered = np.sort(np.asarray(calibration_scores, dtype=np.float64))
+    at_least = ordered.size - np.searchsorted(ordered, np.asarray(scores, np.float64), side="left")
+    return np.asarray((1.0 + at_least) / (ordered.size + 1.0), dtype=np.float64)
