@@ -227,15 +227,12 @@ def check_output_dir(out_dir: Path, *, force: bool) -> None:
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
         what = "already holds a bundle" if (out_dir / MANIFEST).exists() else "is not empty"
         raise BundleError(str(out_dir), f"{what}; pass --force to replace it")
-    parent = _nearest_existing(out_dir.parent)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise BundleError(str(out_dir), f"cannot write: {parent} is not writable")
-
-
-def _nearest_existing(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
+    try:  # probe by writing: permission bits say nothing about read-only mounts or root
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir.parent):
+            pass
+    except OSError as exc:
+        raise BundleError(str(out_dir), f"cannot write there ({exc.strerror})") from None
 
 
 def _write_synced(path: Path, data: bytes) -> None:

@@ -117,7 +117,9 @@ def run(args: argparse.Namespace) -> Path:
     log.info("data: %s, %s", dataset.source, split_spec.counts)
 
     torch.use_deterministic_algorithms(True)
-    trainer = Trainer(config, torch.from_numpy(splits.train), torch.from_numpy(splits.validation), run_dir)
+    trainer = Trainer(
+        config, torch.from_numpy(splits.train), torch.from_numpy(splits.validation), run_dir, progress=not args.quiet
+    )
     if args.resume:
         trainer.resume()
     try:

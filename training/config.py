@@ -11,6 +11,7 @@ with command-line overrides on top, e.g. `--set model.latent_dim=32`.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -91,6 +92,8 @@ class RunConfig:
     def validate(self) -> RunConfig:
         """Check values that the dataclass types cannot; return self."""
         m, d, t = self.model, self.data, self.train
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
+            raise ConfigError(f"name {self.name!r} may hold only letters, digits, '_', '.' and '-'")
         if m.latent_dim < 1:
             raise ConfigError(f"model.latent_dim must be >= 1, got {m.latent_dim}")
         if m.arch == "conv":
@@ -152,16 +155,16 @@ def apply_override(config: RunConfig, override: str) -> None:
     if not sep:
         raise ConfigError(f"override {override!r} must look like section.key=value")
     dotted = dotted.strip()
-    if dotted == "name":
-        config.name = text.strip()
-        return
-    section_name, dot, key = dotted.partition(".")
-    if not dot:
-        raise ConfigError(f"override {override!r} must name section.key")
     try:
         value = tomllib.loads(f"v = {text.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = text.strip()  # a bare string such as a path
+    if dotted == "name":
+        config.name = str(value)
+        return
+    section_name, dot, key = dotted.partition(".")
+    if not dot:
+        raise ConfigError(f"override {override!r} must name section.key")
     _set_field(_section(config, section_name), dotted, key, value)
 
 

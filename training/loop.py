@@ -75,8 +75,11 @@ def evaluate_neg_elbo(model: VAE, images: torch.Tensor, seed: int, batch_size: i
 class Trainer:
     """Trains one VAE on train/validation tensors, checkpointing into `run_dir`."""
 
-    def __init__(self, config: RunConfig, train: torch.Tensor, validation: torch.Tensor, run_dir: Path) -> None:
+    def __init__(
+        self, config: RunConfig, train: torch.Tensor, validation: torch.Tensor, run_dir: Path, progress: bool = True
+    ) -> None:
         self.config = config
+        self.progress = progress
         self.train_images = train  # (N, C, H, W)
         self.validation_images = validation if len(validation) else train
         self.run_dir = run_dir
@@ -126,7 +129,14 @@ class Trainer:
         if t.threads > 0:
             torch.set_num_threads(t.threads)
         start_epoch = self.state.epoch
-        bar = tqdm(range(start_epoch, t.epochs), initial=start_epoch, total=t.epochs, desc="epochs", unit="ep")
+        bar = tqdm(
+            range(start_epoch, t.epochs),
+            initial=start_epoch,
+            total=t.epochs,
+            desc="epochs",
+            unit="ep",
+            disable=not self.progress,
+        )
         for epoch in bar:
             if self.state.stopped_early:
                 break
@@ -149,7 +159,13 @@ class Trainer:
         order = torch.randperm(len(self.train_images), generator=generator)
         beta = kl_weight(self.config, epoch)
         total, seen = 0.0, 0
-        batches = tqdm(range(0, len(order), t.batch_size), desc=f"epoch {epoch + 1}", leave=False, unit="batch")
+        batches = tqdm(
+            range(0, len(order), t.batch_size),
+            desc=f"epoch {epoch + 1}",
+            leave=False,
+            unit="batch",
+            disable=not self.progress,
+        )
         for batch_index, start in enumerate(batches):
             x = self.train_images[order[start : start + t.batch_size]]
             loss = elbo_terms(self.model, x, generator).loss(beta)
@@ -162,7 +178,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             self.optimizer.step()
-            total += float(loss) * len(x)
+            total += float(loss.detach()) * len(x)
             seen += len(x)
             batches.set_postfix(loss=f"{total / seen:.2f}")
         return total / seen

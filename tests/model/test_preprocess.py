@@ -1,0 +1,126 @@
+"""Image and array conversion into model inputs, and back to PNG."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model.bundle import InputSpec
+from model.errors import InputError, InputTooLargeError
+from model.preprocess import decode_image, encode_png, from_array, make_grid
+from tests.helpers import png_bytes, real_digits
+
+GREY = InputSpec(channels=1, height=28, width=28, colour_mode="L")
+RGB = InputSpec(channels=3, height=28, width=28, colour_mode="RGB")
+
+
+@pytest.fixture(scope="module")
+def digit() -> np.ndarray:
+    return real_digits(1)[0][0]  # uint8 (28, 28)
+
+
+def test_png_digit_decodes_exactly(digit: np.ndarray) -> None:
+    out = decode_image(png_bytes(digit), GREY)
+    assert out.shape == (1, 28, 28) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[0], digit / np.float32(255.0))
+
+
+def test_jpeg_decodes_close_to_the_original(digit: np.ndarray) -> None:
+    out = decode_image(png_bytes(digit, "JPEG", quality=95), GREY)
+    assert np.abs(out[0] - digit / 255.0).mean() < 0.02
+
+
+def test_rgb_image_is_converted_to_the_models_grey_by_luminance() -> None:
+    rgb = np.zeros((28, 28, 3), np.uint8)
+    rgb[..., 0] = 255  # pure red: ITU-R 601 luma 0.299 * 255 = 76
+    out = decode_image(png_bytes(rgb), GREY)
+    np.testing.assert_allclose(out, 76 / 255.0, atol=1e-6)
+
+
+def test_grey_image_is_expanded_for_an_rgb_model(digit: np.ndarray) -> None:
+    out = decode_image(png_bytes(digit), RGB)
+    assert out.shape == (3, 28, 28)
+    np.testing.assert_array_equal(out[0], out[2])
+
+
+def test_alpha_is_dropped(digit: np.ndarray) -> None:
+    rgba = np.dstack([digit, digit, digit, np.full_like(digit, 7)])
+    np.testing.assert_array_equal(decode_image(png_bytes(rgba), GREY)[0], digit / np.float32(255.0))
+
+
+def test_odd_size_is_resized_per_the_spec() -> None:
+    big = np.zeros((57, 41), np.uint8)
+    big[:, 20:] = 255  # right half white
+    out = decode_image(png_bytes(big), GREY)
+    assert out.shape == (1, 28, 28)
+    assert out[0, :, :12].max() < 0.05 and out[0, :, 16:].min() > 0.95
+
+
+def test_resize_error_policy_names_both_sizes() -> None:
+    strict = GREY.model_copy(update={"resize": "error"})
+    with pytest.raises(InputError, match="size 30x20 differs from the model's 28x28"):
+        decode_image(png_bytes(np.zeros((20, 30), np.uint8)), strict, index=3)
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped() -> None:
+    deep = Image.fromarray(np.full((28, 28), 32768, np.uint16))
+    assert deep.mode.startswith("I;16")
+    np.testing.assert_allclose(decode_image(png_bytes(deep), GREY), 128 / 255.0, atol=1 / 255)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [(b"", "image 2: empty image"), (b"not an image at all", "image 2: not a decodable image")],
+)
+def test_undecodable_bytes_name_the_image(data: bytes, message: str) -> None:
+    with pytest.raises(InputError) as info:
+        decode_image(data, GREY, index=2)
+    assert str(info.value) == message and info.value.index == 2
+
+
+def test_truncated_png_is_a_clear_error(digit: np.ndarray) -> None:
+    data = png_bytes(digit)
+    with pytest.raises(InputError, match="corrupt image data"):
+        decode_image(data[: len(data) // 2], GREY)
+
+
+def test_decompression_bomb_is_refused_before_decoding() -> None:
+    bomb = png_bytes(Image.new("L", (5000, 5000)), optimize=True)  # tiny file, 25 Mpixels
+    assert len(bomb) < 100_000
+    with pytest.raises(InputTooLargeError, match="5000x5000 is 25000000 pixels, over the limit of 1000000"):
+        decode_image(bomb, GREY, max_pixels=1_000_000)
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (28, 28), (784,)])
+def test_arrays_of_accepted_shapes(shape: tuple[int, ...]) -> None:
+    values = np.linspace(0, 1, 784).reshape(shape)
+    out = from_array(values.tolist(), GREY)
+    assert out.shape == (1, 28, 28)
+    np.testing.assert_allclose(out.ravel(), np.linspace(0, 1, 784), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (np.zeros((3, 28, 28)), "array shape [3, 28, 28] does not match the model's [1, 28, 28]"),
+        (np.full((28, 28), np.nan), "array holds NaN or infinite values"),
+        (np.full((28, 28), 2.0), "array values must lie in [0.0, 1.0]"),
+        ([[0.0, 1.0], [0.5]], "array is not a rectangular array of numbers"),
+    ],
+)
+def test_bad_arrays_say_what_is_wrong(values: object, message: str) -> None:
+    with pytest.raises(InputError) as info:
+        from_array(values, GREY, index=0)
+    assert str(info.value) == f"image 0: {message}"
+
+
+def test_png_round_trip_and_grid(digit: np.ndarray) -> None:
+    image = (digit / 255.0)[None]
+    decoded = np.asarray(Image.open(io.BytesIO(encode_png(image))))
+    np.testing.assert_array_equal(decoded, digit)
+    grid = make_grid(np.stack([image] * 5), columns=2, padding=2)
+    assert grid.shape == (1, 3 * 30 + 2, 2 * 30 + 2)
+    np.testing.assert_array_equal(grid[0, 2:30, 32:60], image[0].astype(np.float32))

@@ -1,0 +1,122 @@
+"""VAERuntime on a real exported bundle: shapes, determinism, and parity with torch maths."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.bundle import Bundle, load_bundle, write_bundle
+from model.errors import BundleError, InputError
+from model.runtime import SCORE_NAMES, RuntimeOptions, VAERuntime, batched_scores, noise
+from training.config import RunConfig
+from training.nets import VAE
+from training.objective import kl_to_standard_normal, log_likelihood
+
+
+@pytest.fixture(scope="module")
+def runtime(bundle: Bundle) -> VAERuntime:
+    return VAERuntime(bundle, RuntimeOptions(intra_op_threads=1))
+
+
+@pytest.fixture(scope="module")
+def torch_model(trained: tuple[Bundle, Path]) -> VAE:
+    """The torch model the bundle was exported from, rebuilt from its checkpoint."""
+    saved = torch.load(trained[1] / "checkpoint.pt", weights_only=False)
+    config = RunConfig.from_dict(saved["config"])
+    model = VAE(config.model, config.data)
+    model.load_state_dict(saved["state"].best_weights)
+    return model.eval()
+
+
+def test_shapes_and_dynamic_batch(runtime: VAERuntime, digit_images: np.ndarray) -> None:
+    for n in (1, 3, 64):
+        mean, log_var = runtime.encode(digit_images[:n])
+        assert mean.shape == log_var.shape == (n, 4)
+    images = runtime.decode(np.zeros((5, 4), np.float32))
+    assert images.shape == (5, 1, 28, 28) and 0.0 <= images.min() and images.max() <= 1.0
+
+
+def test_scores_match_torch_on_the_same_noise(runtime: VAERuntime, torch_model: VAE, digit_images: np.ndarray) -> None:
+    k, seed = 32, 5
+    x = digit_images[:8]
+    got = runtime.score(x, importance_samples=k, seed=seed)
+    eps = torch.from_numpy(noise(seed, (k, 4))).double()
+    with torch.no_grad():
+        mean, log_var = (t.double() for t in torch_model.encoder(torch.from_numpy(x)))
+        std = torch.exp(0.5 * log_var)
+        z = mean[:, None] + std[:, None] * eps[None]  # (N, K, D)
+        params = torch_model.decoder(z.reshape(-1, 4).float()).double()
+        xk = torch.from_numpy(x).double().repeat_interleave(k, dim=0)
+        log_px = log_likelihood(torch_model, xk, params).reshape(8, k)
+        prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+        posterior = torch.distributions.Normal(mean[:, None], std[:, None]).log_prob(z).sum(-1)
+        iwae = torch.logsumexp(log_px + prior - posterior, dim=1) - math.log(k)
+        kl = kl_to_standard_normal(mean, log_var)
+    np.testing.assert_allclose(got.kl, kl.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(got.reconstruction, -log_px.mean(1).numpy(), rtol=1e-4)
+    np.testing.assert_allclose(got.neg_elbo, got.reconstruction + got.kl, rtol=1e-12)
+    np.testing.assert_allclose(got.iwae_nll, -iwae.numpy(), rtol=1e-4)
+    np.testing.assert_allclose(got.bits_per_dim, got.iwae_nll / (784 * math.log(2)), rtol=1e-12)
+
+
+def test_scores_are_deterministic_and_independent_of_the_batch(runtime: VAERuntime, digit_images: np.ndarray) -> None:
+    all_at_once = runtime.score(digit_images, importance_samples=16, seed=3)
+    again = batched_scores(runtime, digit_images, importance_samples=16, seed=3, batch=7)
+    alone = runtime.score(digit_images[10:11], importance_samples=16, seed=3)
+    for name in SCORE_NAMES:
+        np.testing.assert_allclose(again.by_name(name), all_at_once.by_name(name), rtol=1e-6)
+        np.testing.assert_allclose(alone.by_name(name), all_at_once.by_name(name)[10:11], rtol=1e-6)
+    other_seed = runtime.score(digit_images, importance_samples=16, seed=4)
+    assert not np.allclose(other_seed.iwae_nll, all_at_once.iwae_nll)
+
+
+def test_more_importance_samples_tighten_the_bound(runtime: VAERuntime, digit_images: np.ndarray) -> None:
+    nll = [runtime.score(digit_images, importance_samples=k, seed=0).iwae_nll.mean() for k in (1, 16, 256)]
+    assert nll[0] > nll[1] > nll[2]  # IWAE bounds are monotone in K in expectation (Burda et al.)
+
+
+def test_sampling_is_seeded(runtime: VAERuntime) -> None:
+    z1, images1 = runtime.sample(6, seed=9)
+    z2, images2 = runtime.sample(6, seed=9)
+    np.testing.assert_array_equal(images1, images2)
+    np.testing.assert_array_equal(z1, noise(9, (6, 4)))
+    z_cold, _ = runtime.sample(6, seed=9, temperature=0.5)
+    np.testing.assert_allclose(z_cold, 0.5 * z1)
+
+
+def test_encode_sample_and_reconstruct(runtime: VAERuntime, digit_images: np.ndarray) -> None:
+    mean, log_var, z = runtime.encode_sample(digit_images[:4], seed=1)
+    np.testing.assert_allclose(z, mean + np.exp(0.5 * log_var) * noise(1, (4, 4)), rtol=1e-6)
+    np.testing.assert_allclose(runtime.reconstruct(digit_images[:4]), runtime.decode(mean), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("z", "message"),
+    [
+        (np.zeros((2, 5)), r"latents must have shape \[N, 4\], got \[2, 5\]"),
+        (np.zeros(4), r"latents must have shape \[N, 4\], got \[4\]"),
+        (np.array([[0.0, np.inf, 0.0, 0.0]]), "latents hold NaN or infinite values"),
+    ],
+)
+def test_bad_latents(runtime: VAERuntime, z: np.ndarray, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        runtime.decode(z)
+
+
+def test_graphs_that_break_the_manifest_contract_are_refused(bundle: Bundle, tmp_path: Path) -> None:
+    files = {name: (bundle.path / name).read_bytes() for name in bundle.manifest.files}
+    files["encoder.onnx"], files["decoder.onnx"] = files["decoder.onnx"], files["encoder.onnx"]
+    swapped = write_bundle(tmp_path / "swapped", bundle.manifest, files)
+    with pytest.raises(BundleError, match=r"encoder.onnx: graph has inputs \['z'\]"):
+        VAERuntime(load_bundle(swapped.path))
+    wider = bundle.manifest.model_copy(update={"latent_dim": 5})
+    shutil.rmtree(swapped.path)
+    files["encoder.onnx"], files["decoder.onnx"] = files["decoder.onnx"], files["encoder.onnx"]
+    write_bundle(tmp_path / "wider", wider, files)
+    with pytest.raises(BundleError, match=r"decoder.onnx: graph input shape \[4\] does not match the manifest's \[5\]"):
+        VAERuntime(load_bundle(tmp_path / "wider"))
