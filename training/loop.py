@@ -171,7 +171,7 @@ class Trainer:
             loss = elbo_terms(self.model, x, generator).loss(beta)
             if not torch.isfinite(loss):
                 raise TrainingError(
-                    f"loss became {float(loss)} at epoch {epoch + 1}, batch {batch_index + 1}; "
+                    f"loss became {float(loss.detach())} at epoch {epoch + 1}, batch {batch_index + 1}; "
                     f"the last good checkpoint (epoch {self.state.epoch}) is kept in {self.checkpoint_path}. "
                     "Try a lower train.lr."
                 )

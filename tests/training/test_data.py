@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import png_bytes, real_digits
 from training.config import DataConfig
 from training.data import DataError, load_dataset, split
-from tests.helpers import png_bytes, real_digits
 
 
 def _folder(root: Path, images: np.ndarray, labels: np.ndarray | None) -> Path:
@@ -34,7 +34,7 @@ def test_builtin_digits() -> None:
     data = load_dataset(DataConfig())
     assert data.images.shape == (5000, 1, 28, 28) and data.images.dtype == np.float32
     assert np.bincount(data.labels).tolist() == [500] * 10
-    assert 0.0 == data.images.min() and data.images.max() == 1.0
+    assert data.images.min() == 0.0 and data.images.max() == 1.0
 
 
 def test_folder_with_class_subfolders(tmp_path: Path) -> None:
@@ -72,7 +72,10 @@ def test_npz_uint8_and_float(tmp_path: Path) -> None:
     images, labels = real_digits(10)
     np.savez(tmp_path / "u8.npz", images=images, labels=labels)
     np.savez(tmp_path / "f.npz", images=images[:, None] / 255.0)
-    a, b = load_dataset(DataConfig(source=str(tmp_path / "u8.npz"))), load_dataset(DataConfig(source=str(tmp_path / "f.npz")))
+    a, b = (
+        load_dataset(DataConfig(source=str(tmp_path / "u8.npz"))),
+        load_dataset(DataConfig(source=str(tmp_path / "f.npz"))),
+    )
     np.testing.assert_allclose(a.images, b.images, atol=1e-7)
     assert a.labels.tolist() == labels.tolist() and b.labels is None
     np.savez(tmp_path / "bad.npz", images=images * 2.0)

@@ -1,0 +1,159 @@
+"""`python -m training` end to end: a real bundle, determinism, resume, Ctrl-C, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import training.__main__ as cli
+from model.bundle import Bundle, load_bundle
+from model.scores import threshold_at_fpr
+from tests.helpers import TINY_ARGS
+
+
+def _train(out: Path, data: Path, *extra: str, epochs: int = 2, run_dir: Path | None = None) -> int:
+    run_dir = run_dir or out.parent / f"{out.name}.run"
+    return cli.main(["--data", str(data), "--epochs", str(epochs), "--out", str(out), "--run-dir", str(run_dir),
+                     "--name", "digits", *TINY_ARGS, *extra])  # fmt: skip
+
+
+def test_bundle_is_complete_and_self_describing(bundle: Bundle) -> None:
+    m = bundle.manifest
+    assert set(m.files) == {"encoder.onnx", "decoder.onnx", "MODEL_CARD.md", "samples.png",
+                            "reconstructions.png", "loss_curve.png"}  # fmt: skip
+    assert (m.name, m.version, m.latent_dim, m.likelihood.kind) == ("digits", "1", 4, "bernoulli")
+    assert m.dataset.rows == 300 and m.dataset.split.counts == {
+        "test": 60,
+        "calibration": 60,
+        "validation": 30,
+        "train": 150,
+    }
+    assert m.training.epochs_run == 2 and m.training.library_versions["torch"] == torch.__version__
+    test = next(s for s in m.metrics if s.split == "test")
+    assert test.importance_samples == 16 and np.isfinite([test.neg_elbo, test.iwae_nll]).all()
+    assert test.neg_elbo == pytest.approx(test.reconstruction + test.kl)
+    cal = m.calibration
+    assert cal.split_size == 60 and cal.scores["neg_elbo"] == sorted(cal.scores["neg_elbo"])
+    assert cal.threshold == threshold_at_fpr(cal.scores[cal.score], cal.false_positive_rate)
+    card = (bundle.path / "MODEL_CARD.md").read_text()
+    assert f"{test.iwae_nll:.2f} (K=16)" in card and "python -m training" in card
+    for name in ("samples.png", "reconstructions.png"):
+        with Image.open(bundle.path / name) as image:
+            assert image.size == (8 * 30 + 2, 8 * 30 + 2)
+    assert test.kl > 1.0  # the tiny model learned to use its latents
+
+
+def test_same_seed_same_bundle(bundle: Bundle, digits_npz: Path, tmp_path: Path) -> None:
+    assert _train(tmp_path / "again" / "1", digits_npz) == 0
+    again = load_bundle(tmp_path / "again" / "1").manifest
+    for name in ("encoder.onnx", "decoder.onnx"):
+        assert again.files[name].sha256 == bundle.manifest.files[name].sha256
+    assert again.calibration == bundle.manifest.calibration
+
+
+def test_resume_gives_the_uninterrupted_result(bundle: Bundle, digits_npz: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    assert _train(tmp_path / "one" / "1", digits_npz, epochs=1, run_dir=run_dir) == 0
+    assert _train(tmp_path / "two" / "1", digits_npz, "--resume", epochs=2, run_dir=run_dir) == 0
+    resumed = load_bundle(tmp_path / "two" / "1").manifest
+    assert resumed.training.epochs_run == 2
+    assert resumed.files["decoder.onnx"].sha256 == bundle.manifest.files["decoder.onnx"].sha256
+
+
+def test_ctrl_c_keeps_a_checkpoint_and_writes_no_bundle(digits_npz: Path, tmp_path: Path) -> None:
+    out, run_dir = tmp_path / "m" / "1", tmp_path / "run"
+    cmd = [sys.executable, "-m", "training", "--data", str(digits_npz), "--epochs", "500", "--out", str(out),
+           "--run-dir", str(run_dir), "--name", "digits", *TINY_ARGS]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run_dir / "checkpoint.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert f"the last finished epoch is saved in {run_dir / 'checkpoint.pt'}; rerun with --resume" in stderr
+    assert not out.exists() and (run_dir / "checkpoint.pt").exists()
+    done = torch.load(run_dir / "checkpoint.pt", weights_only=False)["state"].epoch
+    assert _train(out, digits_npz, "--resume", epochs=done + 1, run_dir=run_dir) == 0
+    assert load_bundle(out).manifest.training.epochs_run == done + 1
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
+    digits_npz: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    real = cli.Trainer._train_epoch
+
+    def poisoned(self, epoch: int) -> float:
+        if epoch == 1:
+            for p in self.model.decoder.parameters():
+                p.data.fill_(float("nan"))
+        return real(self, epoch)
+
+    monkeypatch.setattr(cli.Trainer, "_train_epoch", poisoned)
+    out, run_dir = tmp_path / "m" / "1", tmp_path / "run"
+    assert _train(out, digits_npz, epochs=3, run_dir=run_dir) == 1
+    err = capsys.readouterr().err
+    assert "error: loss became nan at epoch 2, batch 1; the last good checkpoint (epoch 1) is kept in" in err
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["state"].epoch == 1
+    assert not out.exists()
+
+
+def test_a_failed_export_writes_no_bundle(digits_npz: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    def broken(*args, **kwargs):
+        raise cli.ExportError("ONNX Runtime disagrees with torch on mean")
+
+    monkeypatch.setattr(cli, "export_graphs", broken)
+    assert _train(tmp_path / "m" / "1", digits_npz, epochs=1) == 1
+    assert "error: ONNX Runtime disagrees with torch on mean" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "m").iterdir()] == ["1.run"]  # the checkpoint, no bundle
+
+
+def test_existing_bundle_needs_force(bundle: Bundle, digits_npz: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "m" / "1"
+    out.mkdir(parents=True)
+    (out / "manifest.json").write_text(json.dumps({"keep": "me"}))
+    assert _train(out, digits_npz) == 2
+    assert "already holds a bundle; pass --force to replace it" in capsys.readouterr().err
+    assert json.loads((out / "manifest.json").read_text()) == {"keep": "me"}
+    assert _train(out, digits_npz, "--force", epochs=1) == 0
+    assert load_bundle(out).manifest.name == "digits"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p / "nowhere", "error: dataset not found"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "error: no images"),
+        (lambda p: (p / "bad").mkdir() or ((p / "bad" / "x.png").write_bytes(b"oops") and p / "bad"),
+         r"error: cannot read image .*x.png: not a decodable image"),
+    ],
+)  # fmt: skip
+def test_bad_data_exits_2_with_a_message(tmp_path: Path, make, message: str, capsys) -> None:
+    assert _train(tmp_path / "m" / "1", make(tmp_path)) == 2
+    import re
+
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "m" / "1").exists()
+
+
+def test_unwritable_output_exits_2(digits_npz: Path, tmp_path: Path, capsys) -> None:
+    target = Path("/sys/vaeserve-test/m/1") if os.geteuid() == 0 else tmp_path / "ro" / "m" / "1"
+    if os.geteuid() != 0:
+        (tmp_path / "ro").mkdir(mode=0o500)
+    assert _train(target, digits_npz) == 2
+    assert "cannot write there" in capsys.readouterr().err
+
+
+def test_bad_config_exits_2(digits_npz: Path, tmp_path: Path, capsys) -> None:
+    assert _train(tmp_path / "m" / "1", digits_npz, "--set", "model.depth=3") == 2
+    assert "error: unknown config key model.depth" in capsys.readouterr().err
