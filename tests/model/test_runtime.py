@@ -82,7 +82,7 @@ def test_more_importance_samples_tighten_the_bound(runtime: VAERuntime, digit_im
 
 def test_sampling_is_seeded(runtime: VAERuntime) -> None:
     z1, images1 = runtime.sample(6, seed=9)
-    _z2, images2 = runtime.sample(6, seed=9)
+    _, images2 = runtime.sample(6, seed=9)
     np.testing.assert_array_equal(images1, images2)
     np.testing.assert_array_equal(z1, noise(9, (6, 4)))
     z_cold, _ = runtime.sample(6, seed=9, temperature=0.5)
