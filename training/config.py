@@ -48,6 +48,7 @@ class ModelConfig:
     latent_dim: int = 16
     channels: list[int] = field(default_factory=lambda: [32, 64])  # conv blocks, each halves H, W
     hidden: list[int] = field(default_factory=lambda: [256])  # fully connected widths
+    activation: Literal["silu", "relu"] = "silu"
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
     gaussian_log_scale: float = -2.0  # initial (or fixed) log std of a Gaussian decoder
     learn_scale: bool = True  # learn the Gaussian decoder's log std (one per channel)
@@ -64,6 +65,8 @@ class TrainConfig:
     beta: float = 1.0  # weight of the KL term (beta-VAE)
     warmup_epochs: int = 0  # linear KL warm-up from 0 to beta over this many epochs
     early_stopping_patience: int = 0  # epochs without validation improvement; 0 = off
+    keep: Literal["best", "last"] = "best"  # weights to export: best validation epoch, or the last
+    augment_shift: int = 0  # random translation of training images by up to this many pixels
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 = torch's default
 

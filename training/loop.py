@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from training.config import RunConfig
@@ -58,6 +59,16 @@ def kl_weight(config: RunConfig, epoch: int) -> float:
     if t.warmup_epochs <= 0:
         return t.beta
     return t.beta * min(1.0, (epoch + 1) / t.warmup_epochs)
+
+
+def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image by up to max_shift pixels in x and y, filling with zeros."""
+    n, c, h, w = images.shape
+    padded = F.pad(images, (max_shift,) * 4)  # (N, C, H + 2s, W + 2s)
+    offsets = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator)
+    rows = (offsets[:, 0, None] + torch.arange(h))[:, None, :, None]  # (N, 1, H, 1)
+    cols = (offsets[:, 1, None] + torch.arange(w))[:, None, None, :]  # (N, 1, 1, W)
+    return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
 
 
 @torch.no_grad()
@@ -147,7 +158,7 @@ class Trainer:
             bar.set_postfix(loss=f"{train_loss:.2f}", val_neg_elbo=f"{val:.2f}", best=f"{self.state.best_val:.2f}")
             self.save_checkpoint()
         bar.close()
-        if self.state.best_weights is not None:
+        if t.keep == "best" and self.state.best_weights is not None:
             self.model.load_state_dict(self.state.best_weights)
         self.model.eval()
         return self.state
@@ -168,6 +179,8 @@ class Trainer:
         )
         for batch_index, start in enumerate(batches):
             x = self.train_images[order[start : start + t.batch_size]]
+            if t.augment_shift:
+                x = random_shift(x, t.augment_shift, generator)
             loss = elbo_terms(self.model, x, generator).loss(beta)
             if not torch.isfinite(loss):
                 raise TrainingError(

@@ -17,11 +17,13 @@ from torch import nn
 
 from training.config import DataConfig, ModelConfig
 
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "relu": nn.ReLU}
 
-def _mlp(widths: list[int]) -> list[nn.Module]:
+
+def _mlp(widths: list[int], act: type[nn.Module]) -> list[nn.Module]:
     layers: list[nn.Module] = []
     for w_in, w_out in itertools.pairwise(widths):
-        layers += [nn.Linear(w_in, w_out), nn.SiLU()]
+        layers += [nn.Linear(w_in, w_out), act()]
     return layers
 
 
@@ -30,20 +32,21 @@ class Encoder(nn.Module):
 
     def __init__(self, model: ModelConfig, data: DataConfig) -> None:
         super().__init__()
+        act = _ACTIVATIONS[model.activation]
         layers: list[nn.Module] = []
         if model.arch == "conv":
             c_in = data.channels
             for c_out in model.channels:
                 # a 3x3 conv to mix, then a strided 4x4 conv to halve H and W
-                layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.SiLU()]
-                layers += [nn.Conv2d(c_out, c_out, 4, stride=2, padding=1), nn.SiLU()]
+                layers += [nn.Conv2d(c_in, c_out, 3, padding=1), act()]
+                layers += [nn.Conv2d(c_out, c_out, 4, stride=2, padding=1), act()]
                 c_in = c_out
             factor = 2 ** len(model.channels)
             flat = c_in * (data.height // factor) * (data.width // factor)
         else:
             flat = data.channels * data.height * data.width
         layers.append(nn.Flatten())
-        layers += _mlp([flat, *model.hidden])
+        layers += _mlp([flat, *model.hidden], act)
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(model.hidden[-1] if model.hidden else flat, 2 * model.latent_dim)
 
@@ -58,16 +61,17 @@ class Decoder(nn.Module):
     def __init__(self, model: ModelConfig, data: DataConfig) -> None:
         super().__init__()
         self.out_shape = (data.channels, data.height, data.width)
-        layers = _mlp([model.latent_dim, *model.hidden])
+        act = _ACTIVATIONS[model.activation]
+        layers = _mlp([model.latent_dim, *model.hidden], act)
         width = model.hidden[-1] if model.hidden else model.latent_dim
         if model.arch == "conv":
             factor = 2 ** len(model.channels)
             channels = list(reversed(model.channels))
             grid = (channels[0], data.height // factor, data.width // factor)
-            layers += [nn.Linear(width, math.prod(grid)), nn.SiLU(), nn.Unflatten(1, grid)]
+            layers += [nn.Linear(width, math.prod(grid)), act(), nn.Unflatten(1, grid)]
             for c_in, c_out in zip(channels, [*channels[1:], channels[-1]], strict=True):
-                layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.SiLU()]
-                layers += [nn.Conv2d(c_out, c_out, 3, padding=1), nn.SiLU()]
+                layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), act()]
+                layers += [nn.Conv2d(c_out, c_out, 3, padding=1), act()]
             layers.append(nn.Conv2d(channels[-1], data.channels, 3, padding=1))
         else:
             layers += [nn.Linear(width, math.prod(self.out_shape)), nn.Unflatten(1, self.out_shape)]

@@ -33,3 +33,28 @@ def test_early_stopping_keeps_the_best_weights(tmp_path: Path, digit_images: np.
     best = min(h["val_neg_elbo"] for h in state.history)
     assert state.best_val == best
     assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in state.best_weights.items())
+
+
+def test_random_shift_translates_whole_images() -> None:
+    from training.loop import random_shift
+
+    images = torch.zeros(64, 1, 8, 8)
+    images[:, 0, 3:5, 3:5] = 1.0  # a centred square
+    shifted = random_shift(images, 2, torch.Generator().manual_seed(0))
+    assert shifted.shape == images.shape and torch.equal(shifted.sum((1, 2, 3)), images.sum((1, 2, 3)))
+    tops = [int(torch.nonzero(s[0])[:, 0].min()) for s in shifted]
+    lefts = [int(torch.nonzero(s[0])[:, 1].min()) for s in shifted]
+    assert set(tops) == set(lefts) == {1, 2, 3, 4, 5}  # every offset in [-2, 2] occurs
+
+
+def test_keep_last_exports_the_final_weights(tmp_path: Path, digit_images: np.ndarray) -> None:
+    images = torch.from_numpy(digit_images)
+    config = _config("train.epochs=8", 'train.keep="last"', "train.lr=0.01")
+    # Validating on inverted digits: the better the model fits digits, the worse it gets there.
+    trainer = Trainer(config, images, 1.0 - images[:16], tmp_path, progress=False)
+    state = trainer.fit()
+    assert state.best_epoch < 8  # so "best" and "last" are different weights
+    weights = trainer.model.state_dict()
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert all(torch.equal(v, saved["model"][k]) for k, v in weights.items())
+    assert not all(torch.equal(v, weights[k]) for k, v in state.best_weights.items())
