@@ -61,6 +61,7 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 128
     lr: float = 1e-3
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to 0 at the last epoch
     weight_decay: float = 0.0
     beta: float = 1.0  # weight of the KL term (beta-VAE)
     warmup_epochs: int = 0  # linear KL warm-up from 0 to beta over this many epochs

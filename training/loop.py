@@ -53,6 +53,14 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
+def learning_rate(config: RunConfig, epoch: int) -> float:
+    """The epoch's learning rate; a function of the epoch alone, so resume needs no scheduler state."""
+    t = config.train
+    if t.lr_schedule == "cosine":
+        return t.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / t.epochs))
+    return t.lr
+
+
 def kl_weight(config: RunConfig, epoch: int) -> float:
     """beta, linearly warmed up from beta/warmup over the first `warmup_epochs` epochs."""
     t = config.train
@@ -169,6 +177,8 @@ class Trainer:
         generator = epoch_generator(t.seed, epoch)
         order = torch.randperm(len(self.train_images), generator=generator)
         beta = kl_weight(self.config, epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.config, epoch)
         total, seen = 0.0, 0
         batches = tqdm(
             range(0, len(order), t.batch_size),

@@ -8,12 +8,18 @@ import numpy as np
 import torch
 
 from training.config import RunConfig, load_config
-from training.loop import Trainer, kl_weight
+from training.loop import Trainer, kl_weight, learning_rate
 
 
 def _config(*overrides: str) -> RunConfig:
     base = ["model.arch=mlp", "model.hidden=[16]", "model.latent_dim=2", "train.batch_size=32"]
     return load_config(None, base + list(overrides))
+
+
+def test_cosine_learning_rate() -> None:
+    config = _config("train.lr=0.002", 'train.lr_schedule="cosine"', "train.epochs=4")
+    assert [round(learning_rate(config, e), 6) for e in range(4)] == [0.002, 0.001707, 0.001, 0.000293]
+    assert learning_rate(_config("train.lr=0.002"), 3) == 0.002
 
 
 def test_kl_warmup_is_linear_to_beta() -> None:

@@ -1,0 +1,33 @@
+# vaeserve: `make test` sets up everything and runs the checks; see README.md.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+MODEL_OUT ?= model/zoo/mnist-vae/1
+
+.PHONY: setup dev test lint model quality clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+setup: $(BIN)/python  ## the serving runtime only: numpy, onnxruntime, Pillow, pydantic (no torch)
+	$(BIN)/pip install -q -e .
+
+dev: $(BIN)/python  ## training (torch 2.13.0, CPU build) and the test tools
+	$(BIN)/pip install -q -e '.[train,dev]'
+
+lint: dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest
+
+model: dev  ## retrain the shipped default model from scratch, with the baseline comparison
+	$(BIN)/python bench/quality.py --default-out $(MODEL_OUT) --work runs/quality
+
+quality: dev  ## the same comparison, without touching the shipped model
+	$(BIN)/python bench/quality.py --work runs/quality
+
+clean:
+	rm -rf runs .pytest_cache .mypy_cache .ruff_cache build *.egg-info
