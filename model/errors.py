@@ -25,5 +25,9 @@ class InputError(ValueError):
         self.index = index
 
 
+class InvalidImageError(InputError):
+    """Image bytes that cannot be decoded (not an image, truncated, corrupt)."""
+
+
 class InputTooLargeError(InputError):
     """An input over a size limit (e.g. a decompression bomb)."""

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
 from model.bundle import InputSpec
-from model.errors import InputError, InputTooLargeError
+from model.errors import InputError, InputTooLargeError, InvalidImageError
 
 DEFAULT_MAX_PIXELS = 4096 * 4096  # decoded pixels per image; larger is refused unread
 
@@ -32,24 +32,24 @@ def decode_image(
     decompression bomb costs nothing. Alpha is dropped; 16-bit images are scaled.
     """
     if not data:
-        raise InputError("empty image", index)
+        raise InvalidImageError("empty image", index)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check the size below
             image: Image.Image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise InputError("not a decodable image", index) from None
+        raise InvalidImageError("not a decodable image", index) from None
     except Image.DecompressionBombError as exc:
         raise InputTooLargeError(str(exc), index) from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError(f"corrupt image data ({exc})", index) from None
+        raise InvalidImageError(f"corrupt image data ({exc})", index) from None
     width, height = image.size
     if width * height > max_pixels:
         raise InputTooLargeError(f"{width}x{height} is {width * height} pixels, over the limit of {max_pixels}", index)
     try:
         image.load()
     except (OSError, ValueError, SyntaxError) as exc:
-        raise InputError(f"corrupt image data ({exc})", index) from None
+        raise InvalidImageError(f"corrupt image data ({exc})", index) from None
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         # Pillow's convert("L") clips 16-bit and float images instead of scaling them.
         scale = 65535.0 if image.mode != "F" else 1.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 FloatArray = NDArray[np.float32] | NDArray[np.float64]
 
@@ -73,7 +73,7 @@ def bits_per_dim(nll_nats: FloatArray | float, dims: int) -> NDArray[np.float64]
     return np.asarray(nll_nats, dtype=np.float64) / (dims * math.log(2.0))
 
 
-def threshold_at_fpr(calibration_scores: FloatArray, false_positive_rate: float) -> float:
+def threshold_at_fpr(calibration_scores: ArrayLike, false_positive_rate: float) -> float:
     """The smallest threshold t such that at most `false_positive_rate` of the calibration
     scores are strictly above t (higher scores are more anomalous)."""
     scores = np.sort(np.asarray(calibration_scores, dtype=np.float64))
@@ -85,7 +85,7 @@ def threshold_at_fpr(calibration_scores: FloatArray, false_positive_rate: float)
     return float(scores[scores.size - 1 - allowed_above])
 
 
-def p_values(calibration_scores: FloatArray, scores: FloatArray) -> NDArray[np.float64]:
+def p_values(calibration_scores: ArrayLike, scores: ArrayLike) -> NDArray[np.float64]:
     """Conformal p-value (1 + #{calibration >= s}) / (n + 1) for each score s."""
     ordered = np.sort(np.asarray(calibration_scores, dtype=np.float64))
     at_least = ordered.size - np.searchsorted(ordered, np.asarray(scores, np.float64), side="left")

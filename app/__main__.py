@@ -1,0 +1,46 @@
+"""Run the service: `python -m app [--host H] [--port P] [--repository DIR] [--default-model NAME]`.
+
+Flags override the VAESERVE_* environment variables of the same name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import uvicorn
+from pydantic import ValidationError
+
+from app.main import create_app
+from app.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m app", description="Serve VAE bundles over HTTP.")
+    p.add_argument("--host", help="default 127.0.0.1 (VAESERVE_HOST)")
+    p.add_argument("--port", type=int, help="default 8000 (VAESERVE_PORT)")
+    p.add_argument(
+        "--repository", type=Path, help="model repository <root>/<name>/<version>/ (VAESERVE_MODEL_REPOSITORY)"
+    )
+    p.add_argument("--default-model", help="name or name:version (VAESERVE_DEFAULT_MODEL)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    args = p.parse_args(argv)
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "model_repository": args.repository,
+        "default_model": args.default_model,
+    }
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"error: setting {'.'.join(map(str, error['loc']))}: {error['msg']}", file=sys.stderr)
+        return 2
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

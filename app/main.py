@@ -1,0 +1,60 @@
+"""The FastAPI application: wiring only. Models load in the lifespan, never at import.
+
+uvicorn app.main:create_app --factory          # or: python -m app
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from app.errors import install_handlers
+from app.registry import ModelRegistry
+from app.routes import health, v1
+from app.settings import Settings
+from model.errors import BundleError
+
+log = logging.getLogger("app")
+
+
+def _version() -> str:
+    try:
+        return version("vaeserve")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; its lifespan loads, verifies and warms up every model."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            registry = await run_in_threadpool(ModelRegistry.load, settings)
+        except BundleError as exc:
+            log.error("cannot serve: %s", exc)
+            raise
+        await run_in_threadpool(registry.warm_up)
+        app.state.registry = registry
+        log.info("ready: %s (default %s)", ", ".join(m.key for m in registry.all()), registry.default.key)
+        yield
+        app.state.registry = None
+
+    app = FastAPI(
+        title="vaeserve",
+        version=_version(),
+        summary="A variational autoencoder over HTTP: encode, decode, sample, reconstruct, score.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.registry = None
+    install_handlers(app)
+    app.include_router(health.router)
+    app.include_router(v1.router)
+    return app

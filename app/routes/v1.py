@@ -1,0 +1,279 @@
+"""The v1 API: encode, decode, samples, reconstruct, score, and what models are loaded.
+
+Routes are thin: parse the input (app/inputs.py), run model/'s runtime off the event loop,
+shape the answer (app/schemas.py). The maths lives in model/.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from numpy.typing import NDArray
+
+from app import schemas as s
+from app.deps import ModelDep, RegistryDep, SettingsDep, check_range
+from app.errors import ProblemError, unsupported_media_type
+from app.inputs import media_type, read_images, read_json
+from app.registry import LoadedModel
+from model.preprocess import encode_png, make_grid
+from model.runtime import ImageScores
+from model.scores import p_values, threshold_at_fpr
+
+router = APIRouter(prefix="/v1", tags=["v1"])
+
+PNG = "image/png"
+_B64_PNG = "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAAEElEQVR4nGNgGAWjYBTAAAAEHAABnw0JvAAAAABJRU5ErkJggg=="
+IMAGE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "One image as the raw body, several as multipart files, or JSON (base64 images or arrays).",
+        "content": {
+            PNG: {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "images": {"type": "array", "items": {"type": "string", "format": "byte"}},
+                        "arrays": {"type": "array", "items": {"type": "array"}},
+                    },
+                },
+                "example": {"images": [_B64_PNG]},
+            },
+        },
+    }
+}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {"application/problem+json": {}}}
+    for code, text in {
+        400: "bad body or image",
+        404: "unknown model",
+        413: "over a limit",
+        415: "unsupported content type",
+        422: "invalid values",
+    }.items()
+}
+Seed = Annotated[int, Query(ge=0, le=2**63 - 1, description="seed of the noise; the same seed gives the same answer")]
+
+
+def _b64_png(image: NDArray[np.float32]) -> str:
+    return base64.b64encode(encode_png(image)).decode()
+
+
+def _importance_samples(model: LoadedModel, requested: int | None, limit: int) -> int:
+    calibration = model.manifest.calibration
+    k = requested if requested is not None else (calibration.importance_samples if calibration else 64)
+    check_range("importance_samples", k, 1, limit)
+    return k
+
+
+def _scores_out(scores: ImageScores, i: int) -> dict[str, float]:
+    return {name: float(getattr(scores, name)[i]) for name in s.ImageScores.model_fields}
+
+
+def _ref(model: LoadedModel) -> dict[str, str]:
+    return {"model": model.manifest.name, "version": model.manifest.version}
+
+
+@router.post("/encode", response_model=s.EncodeResponse, openapi_extra=IMAGE_BODY, responses=ERRORS)
+async def encode_images(
+    request: Request,
+    model: ModelDep,
+    settings: SettingsDep,
+    sample: Annotated[bool, Query(description="also return one draw z from q(z|x)")] = False,
+    seed: Seed = 0,
+) -> s.EncodeResponse:
+    """Encode images to the mean and log-variance of q(z|x)."""
+    images = await read_images(request, model.manifest.input, settings)
+    mean, log_var, z = await run_in_threadpool(model.runtime.encode_sample, images, seed)
+    results = [
+        s.EncodedImage(mean=mean[i].tolist(), log_var=log_var[i].tolist(), z=z[i].tolist() if sample else None)
+        for i in range(len(images))
+    ]
+    return s.EncodeResponse(**_ref(model), latent_dim=model.manifest.latent_dim, results=results)
+
+
+@router.post(
+    "/decode",
+    response_model=s.ImagesResponse,
+    responses={**ERRORS, 200: {"content": {PNG: {}}, "description": "JSON, or a PNG with Accept: image/png"}},
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": s.DecodeRequest.model_json_schema()}}}},
+)
+async def decode_latents(request: Request, model: ModelDep, settings: SettingsDep) -> Any:
+    """Decode latents into images: JSON with base64 PNGs or arrays, or a PNG with Accept: image/png."""
+    if media_type(request) != "application/json":
+        raise unsupported_media_type(media_type(request), "application/json")
+    body = s.DecodeRequest.model_validate(await read_json(request, settings.max_body_bytes))
+    check_range("number of latents", len(body.latents), 1, settings.max_images_per_request)
+    z = _rectangular(body.latents, model.manifest.latent_dim)
+    images = await run_in_threadpool(model.runtime.decode, z)
+    if PNG in request.headers.get("accept", ""):
+        grid = images[0] if len(images) == 1 else make_grid(images)
+        return Response(encode_png(grid), media_type=PNG)
+    if body.format == "array":
+        return s.ImagesResponse(**_ref(model), arrays=images.tolist())
+    return s.ImagesResponse(**_ref(model), images=[_b64_png(image) for image in images])
+
+
+def _rectangular(latents: list[list[float]], dim: int) -> NDArray[np.float32]:
+    for i, row in enumerate(latents):
+        if len(row) != dim:
+            raise ProblemError(
+                422, "invalid-input", "Invalid input", f"latent {i} has {len(row)} values, the model takes {dim}"
+            )
+    return np.asarray(latents, dtype=np.float32)
+
+
+@router.get(
+    "/samples",
+    response_model=s.SamplesResponse,
+    responses={**ERRORS, 200: {"content": {PNG: {}}, "description": "a PNG grid, or JSON with format=json"}},
+)
+async def get_samples(
+    model: ModelDep,
+    settings: SettingsDep,
+    n: Annotated[int, Query(description="how many samples")] = 16,
+    seed: Seed = 0,
+    temperature: Annotated[float, Query(gt=0, le=10, description="scale of the prior's standard deviation")] = 1.0,
+    format: Annotated[Literal["png", "json"], Query(description="a PNG grid, or JSON")] = "png",
+) -> Any:
+    """Draw n images from the prior: a PNG grid, or JSON with base64 PNGs and their latents."""
+    check_range("n", n, 1, settings.max_samples)
+    z, images = await run_in_threadpool(model.runtime.sample, n, seed, temperature)
+    if format == "png":
+        return Response(encode_png(make_grid(images)), media_type=PNG)
+    return s.SamplesResponse(
+        **_ref(model),
+        seed=seed,
+        temperature=temperature,
+        images=[_b64_png(image) for image in images],
+        latents=z.tolist(),
+    )
+
+
+@router.post("/reconstruct", response_model=s.ReconstructResponse, openapi_extra=IMAGE_BODY, responses=ERRORS)
+async def reconstruct_images(
+    request: Request,
+    model: ModelDep,
+    settings: SettingsDep,
+    importance_samples: Annotated[int | None, Query(description="K; the calibration's K when absent")] = None,
+    seed: Seed = 0,
+    format: Annotated[Literal["png", "array"], Query(description="base64 PNGs or pixel arrays")] = "png",
+) -> s.ReconstructResponse:
+    """Reconstruct images from their posterior mean, with their scores."""
+    k = _importance_samples(model, importance_samples, settings.max_importance_samples)
+    images = await read_images(request, model.manifest.input, settings)
+
+    def work() -> tuple[NDArray[np.float32], ImageScores]:
+        return model.runtime.reconstruct(images), model.runtime.score(images, k, seed)
+
+    recon, scores = await run_in_threadpool(work)
+    results = [
+        s.ReconstructedImage(
+            image=_b64_png(recon[i]) if format == "png" else None,
+            array=recon[i].tolist() if format == "array" else None,
+            scores=s.ImageScores(**_scores_out(scores, i)),
+        )
+        for i in range(len(images))
+    ]
+    return s.ReconstructResponse(**_ref(model), importance_samples=k, seed=seed, results=results)
+
+
+@router.post("/score", response_model=s.ScoreResponse, openapi_extra=IMAGE_BODY, responses=ERRORS)
+async def score_images(
+    request: Request,
+    model: ModelDep,
+    settings: SettingsDep,
+    importance_samples: Annotated[int | None, Query(description="K; the calibration's K when absent")] = None,
+    seed: Seed = 0,
+    score: Annotated[s.ScoreName | None, Query(description="decision score; the calibrated one when absent")] = None,
+    false_positive_rate: Annotated[
+        float | None, Query(gt=0, lt=1, description="threshold at this rate on the calibration scores")
+    ] = None,
+) -> s.ScoreResponse:
+    """Score images for anomalies: all scores, the threshold, a p-value and the decision."""
+    k = _importance_samples(model, importance_samples, settings.max_importance_samples)
+    images = await read_images(request, model.manifest.input, settings)
+    scores = await run_in_threadpool(model.runtime.score, images, k, seed)
+    cal = model.manifest.calibration
+    name = score or (cal.score if cal else "neg_elbo")
+    values = scores.by_name(name)
+    threshold, fpr, p = None, None, [None] * len(values)
+    if cal is not None and name in cal.scores:
+        fpr = false_positive_rate or cal.false_positive_rate
+        same = name == cal.score and fpr == cal.false_positive_rate
+        threshold = cal.threshold if same else threshold_at_fpr(cal.scores[name], fpr)
+        p = p_values(cal.scores[name], values).tolist()
+    results = [
+        s.ScoredImage(
+            **_scores_out(scores, i),
+            score=float(values[i]),
+            p_value=p[i],
+            is_anomaly=None if threshold is None else bool(values[i] > threshold),
+        )
+        for i in range(len(values))
+    ]
+    return s.ScoreResponse(
+        **_ref(model),
+        importance_samples=k,
+        seed=seed,
+        score=name,
+        threshold=threshold,
+        false_positive_rate=fpr,
+        results=results,
+    )
+
+
+def _summary(model: LoadedModel, default: bool) -> dict[str, Any]:
+    m = model.manifest
+    cal = m.calibration
+    return {
+        "name": m.name,
+        "version": m.version,
+        "default": default,
+        "description": m.description,
+        "created": m.created,
+        "input": m.input,
+        "latent_dim": m.latent_dim,
+        "likelihood": m.likelihood.kind,
+        "metrics": m.metrics,
+        "calibration": None
+        if cal is None
+        else s.CalibrationSummary(
+            score=cal.score,
+            threshold=cal.threshold,
+            false_positive_rate=cal.false_positive_rate,
+            split_size=cal.split_size,
+            importance_samples=cal.importance_samples,
+        ),
+    }
+
+
+@router.get("/models", response_model=s.ModelList)
+async def list_models(registry: RegistryDep) -> s.ModelList:
+    """List the loaded models with their metrics and calibration."""
+    return s.ModelList(models=[s.ModelSummary(**_summary(m, m is registry.default)) for m in registry.all()])
+
+
+@router.get("/models/{name}", response_model=s.ModelDetail, responses=ERRORS)
+async def get_model(name: str, registry: RegistryDep, version: str | None = None) -> s.ModelDetail:
+    """Describe one model (its highest version unless `version` is given)."""
+    model = registry.get(name, version)
+    m = model.manifest
+    return s.ModelDetail(
+        **_summary(model, model is registry.default),
+        versions=[v.manifest.version for v in registry.all() if v.manifest.name == name],
+        parameters=m.training.parameters if m.training else None,
+        dataset=m.dataset.source if m.dataset else None,
+        files={file: entry.sha256 for file, entry in m.files.items()},
+    )

@@ -1,0 +1,127 @@
+"""Request and response bodies of the v1 API, with the examples the OpenAPI docs show."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from model.bundle import InputSpec, SplitMetrics
+
+ScoreName = Literal["neg_elbo", "iwae_nll", "mse"]
+_LATENT = [0.12, -1.3, 0.8, 0.05]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+
+class ModelRef(_Out):
+    model: str = Field(examples=["mnist-vae"])
+    version: str = Field(examples=["1"])
+
+
+class EncodedImage(_Out):
+    mean: list[float] = Field(examples=[_LATENT])
+    log_var: list[float] = Field(examples=[[-4.1, -3.9, -4.4, -0.1]])
+    z: list[float] | None = Field(None, description="one draw from q(z|x), with sample=true", examples=[None])
+
+
+class EncodeResponse(ModelRef):
+    latent_dim: int = Field(examples=[16])
+    results: list[EncodedImage]
+
+
+class DecodeRequest(BaseModel):
+    latents: list[list[float]] = Field(min_length=1, examples=[[_LATENT]], description="[N, latent_dim] values")
+    format: Literal["png", "array"] = Field("png", description="base64 PNGs, or pixel arrays in [0, 1]")
+
+
+class ImagesResponse(ModelRef):
+    images: list[str] | None = Field(None, description="base64 PNGs", examples=[["iVBORw0KGgo..."]])
+    arrays: list[list[list[list[float]]]] | None = Field(None, description="[N, C, H, W] pixels in [0, 1]")
+
+
+class SamplesResponse(ImagesResponse):
+    seed: int = Field(examples=[7])
+    temperature: float = Field(examples=[1.0])
+    latents: list[list[float]] = Field(examples=[[_LATENT]])
+
+
+class ImageScores(_Out):
+    """Per-image scores, in nats unless named otherwise."""
+
+    neg_elbo: float = Field(examples=[98.2], description="negative ELBO = reconstruction + kl")
+    reconstruction: float = Field(examples=[73.5], description="-E_q[log p(x|z)] over the importance samples")
+    kl: float = Field(examples=[24.7], description="KL(q(z|x) || p(z)), closed form")
+    iwae_nll: float = Field(examples=[93.1], description="-log p(x), importance-weighted with K samples")
+    bits_per_dim: float = Field(examples=[0.171], description="iwae_nll in bits per pixel")
+    mse: float = Field(examples=[0.012], description="mean squared pixel error of the reconstruction")
+
+
+class ScoredImage(ImageScores):
+    score: float = Field(examples=[98.2], description="the decision score's value")
+    p_value: float | None = Field(examples=[0.42], description="(1 + #calibration >= score) / (n + 1)")
+    is_anomaly: bool | None = Field(examples=[False], description="score > threshold")
+
+
+class ScoreResponse(ModelRef):
+    importance_samples: int = Field(examples=[64])
+    seed: int = Field(examples=[0])
+    score: ScoreName = Field(examples=["neg_elbo"], description="which score decides")
+    threshold: float | None = Field(examples=[160.3])
+    false_positive_rate: float | None = Field(examples=[0.01])
+    results: list[ScoredImage]
+
+
+class ReconstructedImage(_Out):
+    image: str | None = Field(None, description="base64 PNG", examples=["iVBORw0KGgo..."])
+    array: list[list[list[float]]] | None = Field(None, description="[C, H, W] pixels in [0, 1]")
+    scores: ImageScores
+
+
+class ReconstructResponse(ModelRef):
+    importance_samples: int = Field(examples=[64])
+    seed: int = Field(examples=[0])
+    results: list[ReconstructedImage]
+
+
+class CalibrationSummary(_Out):
+    score: str = Field(examples=["neg_elbo"])
+    threshold: float = Field(examples=[160.3])
+    false_positive_rate: float = Field(examples=[0.01])
+    split_size: int = Field(examples=[250])
+    importance_samples: int = Field(examples=[64])
+
+
+class ModelSummary(_Out):
+    name: str = Field(examples=["mnist-vae"])
+    version: str = Field(examples=["1"])
+    default: bool = Field(examples=[True])
+    description: str
+    created: datetime
+    input: InputSpec
+    latent_dim: int = Field(examples=[16])
+    likelihood: str = Field(examples=["bernoulli"])
+    metrics: list[SplitMetrics]
+    calibration: CalibrationSummary | None
+
+
+class ModelDetail(ModelSummary):
+    versions: list[str] = Field(examples=[["1"]])
+    parameters: int | None = Field(examples=[1790434])
+    dataset: str | None = Field(examples=["mnist"])
+    files: dict[str, str] = Field(description="sha256 per file", examples=[{"encoder.onnx": "9f2c..."}])
+
+
+class ModelList(_Out):
+    models: list[ModelSummary]
+
+
+class Health(_Out):
+    status: str = Field(examples=["ok"])
+
+
+class Readiness(Health):
+    models: list[str] = Field(examples=[["mnist-vae:1"]])

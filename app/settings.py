@@ -1,0 +1,55 @@
+"""Service settings: one pydantic-settings class, read from `VAESERVE_*` environment variables.
+
+Invalid values stop the service at start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SHIPPED_REPOSITORY = Path(str(files("model") / "zoo"))
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set; each field is `VAESERVE_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="VAESERVE_", extra="forbid", frozen=True)
+
+    model_repository: Path = SHIPPED_REPOSITORY  # <root>/<name>/<version>/manifest.json
+    default_model: str | None = None  # "name" or "name:version"; None: the first name in the repository
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+    ort_intra_op_threads: int = Field(1, ge=0)  # per session; 0 lets ONNX Runtime choose
+    ort_inter_op_threads: int = Field(1, ge=0)
+    ort_graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    ort_providers: list[str] = ["CPUExecutionProvider"]
+
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_images_per_request: int = Field(256, ge=1)
+    max_pixels_per_image: int = Field(4096 * 4096, ge=1)
+    max_samples: int = Field(256, ge=1)  # n for GET /v1/samples
+    max_importance_samples: int = Field(5000, ge=1)  # K for scores
+
+    @field_validator("model_repository")
+    @classmethod
+    def _repository_exists(cls, path: Path) -> Path:
+        if not path.is_dir():
+            raise ValueError(f"model repository {path} is not a directory")
+        return path
+
+    @field_validator("ort_providers")
+    @classmethod
+    def _known_providers(cls, providers: list[str]) -> list[str]:
+        import onnxruntime
+
+        available = onnxruntime.get_available_providers()
+        unknown = [p for p in providers if p not in available]
+        if unknown or not providers:
+            raise ValueError(f"providers {unknown or providers} are not available here (available: {available})")
+        return providers
