@@ -19,6 +19,7 @@ import numpy as np
 from fastapi import Request
 from numpy.typing import NDArray
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from app.errors import ProblemError, body_too_large, empty_body, too_many_images, unsupported_media_type
 from app.settings import Settings
@@ -85,13 +86,21 @@ async def _read_multipart(request: Request, spec: InputSpec, settings: Settings)
     if not body:
         raise empty_body()
     limit = settings.max_images_per_request
-    async with request.form(max_files=limit + 1, max_fields=limit + 1) as form:
+    try:
+        form = await request.form(max_files=limit + 1, max_fields=limit + 1)
+    except HTTPException:  # Starlette's answer to a malformed body or too many parts
+        raise ProblemError(
+            400, "invalid-multipart", "Invalid multipart body", "the multipart body cannot be parsed"
+        ) from None
+    try:
         uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
         if not uploads:
             raise ProblemError(400, "no-files", "No files", "the multipart body holds no files")
         if len(uploads) > limit:
             raise too_many_images(len(uploads), limit)
         return [_decode(await upload.read(), spec, i, settings) for i, upload in enumerate(uploads)]
+    finally:
+        await form.close()
 
 
 def _read_json_images(payload: Any, spec: InputSpec, settings: Settings) -> list[NDArray[np.float32]]:

@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.routing import APIRoute
 
 from app.errors import install_handlers
 from app.registry import ModelRegistry
@@ -55,6 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = None
     install_handlers(app)
-    app.include_router(health.router)
-    app.include_router(v1.router)
+    for router in (health.router, v1.router):
+        for route in router.routes:  # a handler's docstring: its first line is the summary
+            if isinstance(route, APIRoute) and route.endpoint.__doc__:
+                route.summary, _, route.description = route.endpoint.__doc__.strip().partition("\n")
+        app.include_router(router)
     return app

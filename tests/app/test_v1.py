@@ -1,0 +1,349 @@
+"""The v1 API through the real app: every endpoint, every input format, every error."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from model.bundle import load_bundle
+from model.preprocess import decode_image
+from model.runtime import VAERuntime
+from model.scores import p_values, threshold_at_fpr
+from tests.helpers import png_bytes
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture(scope="module")
+def runtime(repository) -> VAERuntime:
+    return VAERuntime(load_bundle(repository / "digits" / "1"))
+
+
+def _png_to_array(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image)
+
+
+def assert_problem(response, status: int, title: str, detail: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert (body["status"], body["title"], body["detail"]) == (status, title, detail)
+    assert body["type"].startswith("urn:vaeserve:problem:")
+
+
+# -- encode, and every input format ---------------------------------------------------------
+
+
+def test_encode_raw_png_matches_the_runtime(client: TestClient, runtime: VAERuntime, digit_pngs) -> None:
+    r = client.post("/v1/encode", content=digit_pngs[0], headers={"content-type": "image/png"})
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["model"], body["version"], body["latent_dim"]) == ("digits", "1", 4)
+    mean, log_var = runtime.encode(decode_image(digit_pngs[0], runtime.input)[None])
+    np.testing.assert_allclose(body["results"][0]["mean"], mean[0], rtol=1e-6)
+    np.testing.assert_allclose(body["results"][0]["log_var"], log_var[0], rtol=1e-6)
+    assert body["results"][0]["z"] is None
+
+
+def test_every_input_format_gives_the_same_latents(client: TestClient, digit_pngs, digit_arrays) -> None:
+    jpeg = png_bytes(_png_to_array(digit_pngs[0]), "JPEG", quality=100)
+    answers = [
+        client.post("/v1/encode", files=[("file", (f"{i}.png", p, "image/png")) for i, p in enumerate(digit_pngs)]),
+        client.post("/v1/encode", json={"images": [base64.b64encode(p).decode() for p in digit_pngs]}),
+        client.post(
+            "/v1/encode", json={"images": ["data:image/png;base64," + base64.b64encode(digit_pngs[0]).decode()]}
+        ),
+        client.post("/v1/encode", json={"arrays": digit_arrays.tolist()}),
+        client.post("/v1/encode", json={"arrays": [a[0].tolist() for a in digit_arrays]}),  # (H, W)
+        client.post("/v1/encode", content=jpeg, headers={"content-type": "image/jpeg"}),
+    ]
+    means = [np.array([r["mean"] for r in a.json()["results"]]) for a in answers]
+    assert [len(m) for m in means] == [4, 4, 1, 4, 4, 1]
+    for m in (means[1], means[3], means[4]):
+        np.testing.assert_allclose(m, means[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(means[2][0], means[0][0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(means[5][0], means[0][0], atol=0.05)  # JPEG is lossy
+
+
+def test_rgb_and_odd_sized_uploads_are_converted(client: TestClient, digit_pngs) -> None:
+    grey = _png_to_array(digit_pngs[0])
+    rgb = png_bytes(np.dstack([grey] * 3))
+    big = png_bytes(np.kron(grey, np.ones((2, 2), np.uint8)))  # 56 x 56
+    a, b, c = (
+        client.post("/v1/encode", content=data, headers={"content-type": "image/png"}).json()["results"][0]["mean"]
+        for data in (digit_pngs[0], rgb, big)
+    )
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c, a, atol=0.1)
+
+
+def test_encode_sample_is_seeded(client: TestClient, digit_pngs) -> None:
+    def z(seed: int) -> list[float]:
+        r = client.post(
+            f"/v1/encode?sample=true&seed={seed}", content=digit_pngs[0], headers={"content-type": "image/png"}
+        )
+        return r.json()["results"][0]["z"]
+
+    assert z(3) == z(3) != z(4)
+
+
+# -- decode and samples ---------------------------------------------------------------------
+
+
+def test_decode_png_json_and_arrays(client: TestClient, runtime: VAERuntime) -> None:
+    z = [[0.5, -1.0, 0.0, 2.0], [0.0, 0.0, 0.0, 0.0]]
+    expected = runtime.decode(np.array(z, np.float32))
+    one = client.post("/v1/decode", json={"latents": z[:1]}, headers={"accept": "image/png"})
+    assert one.status_code == 200 and one.headers["content-type"] == "image/png"
+    np.testing.assert_allclose(_png_to_array(one.content) / 255.0, expected[0, 0], atol=0.5 / 255 + 1e-6)
+    as_json = client.post("/v1/decode", json={"latents": z}).json()
+    assert len(as_json["images"]) == 2 and as_json["arrays"] is None
+    np.testing.assert_allclose(
+        _png_to_array(base64.b64decode(as_json["images"][1])) / 255.0, expected[1, 0], atol=0.5 / 255 + 1e-6
+    )
+    arrays = client.post("/v1/decode", json={"latents": z, "format": "array"}).json()["arrays"]
+    np.testing.assert_allclose(arrays, expected, rtol=1e-6)
+
+
+def test_samples_png_grid_is_reproducible(client: TestClient) -> None:
+    a = client.get("/v1/samples?n=16&seed=7")
+    b = client.get("/v1/samples?n=16&seed=7")
+    c = client.get("/v1/samples?n=16&seed=8")
+    assert a.headers["content-type"] == "image/png"
+    assert a.content == b.content != c.content
+    assert _png_to_array(a.content).shape == (4 * 30 + 2, 4 * 30 + 2)
+
+
+def test_samples_json_has_images_and_their_latents(client: TestClient, runtime: VAERuntime) -> None:
+    body = client.get("/v1/samples?n=3&seed=1&temperature=0.5&format=json").json()
+    assert (body["seed"], body["temperature"], len(body["images"])) == (1, 0.5, 3)
+    z, images = runtime.sample(3, seed=1, temperature=0.5)
+    np.testing.assert_allclose(body["latents"], z, rtol=1e-6)
+    np.testing.assert_allclose(
+        _png_to_array(base64.b64decode(body["images"][2])) / 255.0, images[2, 0], atol=0.5 / 255 + 1e-6
+    )
+
+
+# -- reconstruct and score ---------------------------------------------------------------
+
+
+def test_score_equals_the_runtime_with_the_calibrated_decision(
+    client: TestClient, runtime: VAERuntime, digit_pngs, digit_arrays
+) -> None:
+    r = client.post("/v1/score?seed=5&importance_samples=12", json={"arrays": digit_arrays.tolist()})
+    assert r.status_code == 200
+    body = r.json()
+    cal = runtime.manifest.calibration
+    assert (body["importance_samples"], body["seed"], body["score"]) == (12, 5, cal.score)
+    assert (body["threshold"], body["false_positive_rate"]) == (cal.threshold, cal.false_positive_rate)
+    expected = runtime.score(digit_arrays, importance_samples=12, seed=5)
+    for name in ("neg_elbo", "reconstruction", "kl", "iwae_nll", "bits_per_dim", "mse"):
+        np.testing.assert_allclose([x[name] for x in body["results"]], getattr(expected, name), rtol=1e-9)
+    p = p_values(cal.scores[cal.score], expected.neg_elbo)
+    assert [x["p_value"] for x in body["results"]] == pytest.approx(p.tolist())
+    assert [x["is_anomaly"] for x in body["results"]] == [bool(v > cal.threshold) for v in expected.neg_elbo]
+
+
+def test_score_defaults_to_the_calibrated_k_and_flags_noise(client: TestClient, runtime: VAERuntime) -> None:
+    noise = np.random.default_rng(0).random((2, 1, 28, 28)).round(3)
+    body = client.post("/v1/score", json={"arrays": noise.tolist()}).json()
+    assert body["importance_samples"] == runtime.manifest.calibration.importance_samples
+    assert all(x["is_anomaly"] and x["p_value"] == 1 / 61 for x in body["results"])
+
+
+def test_score_with_another_score_and_rate(client: TestClient, runtime: VAERuntime, digit_pngs) -> None:
+    r = client.post(
+        "/v1/score?score=mse&false_positive_rate=0.2", content=digit_pngs[0], headers={"content-type": "image/png"}
+    )
+    body = r.json()
+    cal = runtime.manifest.calibration
+    assert body["score"] == "mse" and body["false_positive_rate"] == 0.2
+    assert body["threshold"] == threshold_at_fpr(cal.scores["mse"], 0.2)
+    assert body["results"][0]["score"] == body["results"][0]["mse"]
+
+
+def test_reconstruct_returns_images_and_scores(client: TestClient, runtime: VAERuntime, digit_arrays) -> None:
+    body = client.post("/v1/reconstruct?importance_samples=4", json={"arrays": digit_arrays[:2].tolist()}).json()
+    expected = runtime.reconstruct(digit_arrays[:2])
+    first = _png_to_array(base64.b64decode(body["results"][0]["image"])) / 255.0
+    np.testing.assert_allclose(first, expected[0, 0], atol=0.5 / 255 + 1e-6)
+    scores = runtime.score(digit_arrays[:2], importance_samples=4, seed=0)
+    assert body["results"][1]["scores"]["iwae_nll"] == pytest.approx(scores.iwae_nll[1])
+    arrays = client.post("/v1/reconstruct?format=array", json={"arrays": digit_arrays[:1].tolist()}).json()
+    np.testing.assert_allclose(arrays["results"][0]["array"], expected[0], rtol=1e-6)
+
+
+# -- models --------------------------------------------------------------------------------
+
+
+def test_models_list_and_detail(client: TestClient, runtime: VAERuntime) -> None:
+    models = client.get("/v1/models").json()["models"]
+    assert [(m["name"], m["version"], m["default"]) for m in models] == [
+        ("digits", "1", True), ("digits", "2", False), ("other", "1", False),
+    ]  # fmt: skip
+    assert models[0]["calibration"]["threshold"] == runtime.manifest.calibration.threshold
+    detail = client.get("/v1/models/digits").json()
+    assert (detail["version"], detail["versions"], detail["dataset"]) == (
+        "2",
+        ["1", "2"],
+        runtime.manifest.dataset.source,
+    )
+    assert detail["files"]["encoder.onnx"] == runtime.manifest.files["encoder.onnx"].sha256
+    assert client.get("/v1/models/digits?version=1").json()["default"] is True
+
+
+def test_requests_pick_a_model_by_name_and_version(client: TestClient, digit_pngs) -> None:
+    def served(query: str) -> tuple[str, str]:
+        body = client.post(f"/v1/encode{query}", content=digit_pngs[0], headers={"content-type": "image/png"}).json()
+        return body["model"], body["version"]
+
+    assert served("") == ("digits", "1")  # the default
+    assert served("?model=digits") == ("digits", "2")  # the highest version
+    assert served("?model=other&version=1") == ("other", "1")
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "title", "detail"),
+    [
+        ({"content": b"", "headers": {"content-type": "image/png"}}, 400, "Empty body", "the request has no body"),
+        ({"content": b"", "headers": {"content-type": "application/json"}}, 400, "Empty body", "the request has no body"),
+        ({"content": b"\x89PNG\r\n\x1a\nbroken", "headers": {"content-type": "image/png"}}, 400, "Invalid image",
+         "image 0: not a decodable image"),
+        ({"json": {"images": ["aGVsbG8="]}}, 400, "Invalid image", "image 0: not a decodable image"),
+        ({"json": {"images": ["%%%"]}}, 400, "Invalid image", "image 0: not valid base64"),
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "Invalid JSON",
+         "the body is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"),
+        ({"json": {"pictures": []}}, 422, "Invalid input",
+         'the JSON body must be an object with "images" (base64 strings) or "arrays"'),
+        ({"json": {"arrays": []}}, 422, "Invalid input", '"arrays" must be a non-empty list'),
+        ({"json": {"arrays": [[[0.5] * 28] * 27 + [[0.5] * 27]]}}, 422, "Invalid input",
+         "image 0: array is not a rectangular array of numbers"),
+        ({"json": {"arrays": [[[0.5] * 28] * 27]}}, 422, "Invalid input",
+         "image 0: array shape [27, 28] does not match the model's [1, 28, 28]"),
+        ({"content": b"hi", "headers": {"content-type": "text/plain"}}, 415, "Unsupported media type",
+         "content type 'text/plain' is not supported here; send an image (image/png, image/jpeg, ...), "
+         "multipart/form-data files, or application/json"),
+        ({"data": {"field": "value"}}, 415, "Unsupported media type",
+         "content type 'application/x-www-form-urlencoded' is not supported here; send an image (image/png, "
+         "image/jpeg, ...), multipart/form-data files, or application/json"),
+        ({"content": b"--x\r\nno headers", "headers": {"content-type": "multipart/form-data; boundary=x"}}, 400,
+         "Invalid multipart body", "the multipart body cannot be parsed"),
+        ({"content": b"", "headers": {"content-type": "multipart/form-data; boundary=x"}}, 400,
+         "Empty body", "the request has no body"),
+        ({"json": {"arrays": [[[0.5] * 28] * 28] * 9}}, 413, "Payload too large",
+         "9 images is over the limit of 8 per request"),
+    ],
+)  # fmt: skip
+def test_bad_image_inputs(client: TestClient, kwargs, status: int, title: str, detail: str) -> None:
+    assert_problem(client.post("/v1/score", **kwargs), status, title, detail)
+
+
+def test_the_failing_image_is_named(client: TestClient, digit_pngs) -> None:
+    files = [("f", ("a.png", digit_pngs[0], "image/png")), ("f", ("b.png", b"garbage", "image/png"))]
+    assert_problem(client.post("/v1/encode", files=files), 400, "Invalid image", "image 1: not a decodable image")
+    truncated = digit_pngs[1][: len(digit_pngs[1]) // 2]
+    r = client.post("/v1/encode", content=truncated, headers={"content-type": "image/png"})
+    assert_problem(r, 400, "Invalid image", "image 0: corrupt image data (image file is truncated)")
+    r = client.post("/v1/encode", files=[("field", (None, "just text"))])
+    assert_problem(r, 400, "No files", "the multipart body holds no files")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "title", "detail"),
+    [
+        ({"latents": [[0.0, 0.0, 0.0]]}, 422, "Invalid input", "latent 0 has 3 values, the model takes 4"),
+        ({"latents": [[0.0] * 4, [0.0] * 5]}, 422, "Invalid input", "latent 1 has 5 values, the model takes 4"),
+        ({"latents": []}, 422, "Invalid request", "body latents: List should have at least 1 item after validation, not 0"),
+        ({"z": [[0.0] * 4]}, 422, "Invalid request", "body latents: Field required"),
+        ({"latents": [[0.0] * 4], "format": "gif"}, 422, "Invalid request", "body format: Input should be 'png' or 'array'"),
+    ],
+)  # fmt: skip
+def test_bad_latents(client: TestClient, body, status: int, title: str, detail: str) -> None:
+    assert_problem(client.post("/v1/decode", json=body), status, title, detail)
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_latents(client: TestClient, value: str) -> None:
+    r = client.post(
+        "/v1/decode", content=f'{{"latents": [[0, {value}, 0, 0]]}}', headers={"content-type": "application/json"}
+    )
+    assert_problem(r, 422, "Invalid input", "latents hold NaN or infinite values")
+
+
+def test_decode_wants_json(client: TestClient) -> None:
+    r = client.post("/v1/decode", content=b"0,0,0,0", headers={"content-type": "text/csv"})
+    assert_problem(
+        r, 415, "Unsupported media type", "content type 'text/csv' is not supported here; send application/json"
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "detail"),
+    [
+        ("n=0", "n must be between 1 and 64, got 0"),
+        ("n=65", "n must be between 1 and 64, got 65"),
+        ("n=lots", "query n: Input should be a valid integer, unable to parse string as an integer"),
+        ("temperature=0", "query temperature: Input should be greater than 0"),
+        ("seed=-1", "query seed: Input should be greater than or equal to 0"),
+        ("format=gif", "query format: Input should be 'png' or 'json'"),
+    ],
+)
+def test_samples_out_of_range(client: TestClient, query: str, detail: str) -> None:
+    r = client.get(f"/v1/samples?{query}")
+    assert r.status_code == 422 and r.json()["detail"] == detail and r.headers["content-type"] == PROBLEM
+
+
+@pytest.mark.parametrize(
+    ("query", "detail"),
+    [
+        ("importance_samples=0", "importance_samples must be between 1 and 5000, got 0"),
+        ("importance_samples=5001", "importance_samples must be between 1 and 5000, got 5001"),
+        ("score=likelihood", "query score: Input should be 'neg_elbo', 'iwae_nll' or 'mse'"),
+        ("false_positive_rate=1", "query false_positive_rate: Input should be less than 1"),
+    ],
+)
+def test_score_parameters_out_of_range(client: TestClient, digit_pngs, query: str, detail: str) -> None:
+    r = client.post(f"/v1/score?{query}", content=digit_pngs[0], headers={"content-type": "image/png"})
+    assert r.status_code == 422 and r.json()["detail"] == detail
+
+
+@pytest.mark.parametrize(
+    ("path", "detail"),
+    [
+        ("/v1/models/nope", "no model named 'nope'"),
+        ("/v1/models/digits?version=9", "no model named 'digits' with version '9'"),
+        ("/v1/samples?model=nope", "no model named 'nope'"),
+        ("/v1/samples?version=2", "no model named 'digits' with version '2'"),
+    ],
+)
+def test_unknown_model(client: TestClient, path: str, detail: str) -> None:
+    assert_problem(client.get(path), 404, "Model not found", detail)
+
+
+def test_unknown_route_and_method_are_problems_too(client: TestClient) -> None:
+    assert_problem(client.get("/v1/nothing"), 404, "Not found", "Not Found")
+    assert_problem(client.get("/v1/score"), 405, "Method not allowed", "Method Not Allowed")
+
+
+def test_openapi_documents_every_endpoint_with_examples(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    for path in ("/v1/encode", "/v1/decode", "/v1/reconstruct", "/v1/score"):
+        content = spec["paths"][path]["post"]["requestBody"]["content"]
+        assert "application/json" in content
+    for path in ("/v1/encode", "/v1/reconstruct", "/v1/score"):
+        assert {"image/png", "multipart/form-data"} <= set(spec["paths"][path]["post"]["requestBody"]["content"])
+    assert spec["paths"]["/v1/samples"]["get"]["summary"].startswith("Draw n images from the prior")
+    schemas = spec["components"]["schemas"]
+    for name in ("EncodeResponse", "ScoreResponse", "SamplesResponse", "ModelList"):
+        assert name in schemas
+    assert schemas["ScoredImage"]["properties"]["p_value"]["examples"] == [0.42]
+    assert client.get("/docs").status_code == 200
