@@ -1,0 +1,186 @@
+"""Over the wire: a real uvicorn process on 127.0.0.1, start-up failures, and the torch-free install."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import venv
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+from model.errors import BundleError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve(repository: Path, python: str = sys.executable, *args: str, cwd: Path = ROOT) -> Iterator[str]:
+    """Run `python -m app` on a free port until the block ends; yield its base URL once ready."""
+    port = free_port()
+    cmd = [python, "-m", "app", "--repository", str(repository), "--port", str(port), "--log-level", "warning", *args]
+    log = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise AssertionError(f"server exited with {proc.returncode}: {log.read()}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise AssertionError("server did not become ready in 60 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def exercise_every_endpoint(url: str, png: bytes) -> dict[str, object]:
+    """Hit every v1 endpoint once over HTTP and return what they answered."""
+    with httpx.Client(base_url=url, timeout=30) as c:
+        assert c.get("/healthz").json() == {"status": "ok"}
+        assert c.get("/readyz").json()["status"] == "ready"
+        encoded = c.post("/v1/encode?sample=true", content=png, headers={"content-type": "image/png"}).json()
+        multipart = c.post("/v1/encode", files=[("f", ("a.png", png, "image/png"))] * 2).json()
+        z = encoded["results"][0]["mean"]
+        decoded = c.post("/v1/decode", json={"latents": [z]}, headers={"accept": "image/png"})
+        assert decoded.headers["content-type"] == "image/png"
+        samples = c.get("/v1/samples?n=4&seed=7")
+        samples_json = c.get("/v1/samples?n=2&seed=7&format=json").json()
+        recon = c.post("/v1/reconstruct", json={"images": [base64.b64encode(png).decode()]}).json()
+        score = c.post("/v1/score?importance_samples=8", content=png, headers={"content-type": "image/png"}).json()
+        models = c.get("/v1/models").json()
+        detail = c.get(f"/v1/models/{models['models'][0]['name']}").json()
+        missing = c.get("/v1/models/nope")
+        assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+        assert c.get("/openapi.json").status_code == 200
+    return {
+        "mean": z, "multipart": multipart, "samples": samples.content, "samples_json": samples_json,
+        "recon": recon, "score": score, "detail": detail,
+    }  # fmt: skip
+
+
+def test_a_real_uvicorn_process_serves_every_endpoint(repository: Path, digit_pngs, client: TestClient) -> None:
+    with serve(repository, sys.executable, "--default-model", "digits:1") as url:
+        answers = exercise_every_endpoint(url, digit_pngs[0])
+    in_process = client.post(
+        "/v1/score?importance_samples=8", content=digit_pngs[0], headers={"content-type": "image/png"}
+    )
+    assert answers["score"] == in_process.json()  # the same numbers over the wire as in process
+    assert len(answers["multipart"]["results"]) == 2  # type: ignore[index]
+
+
+def test_samples_are_the_same_bytes_across_processes(repository: Path) -> None:
+    grids = []
+    for _ in range(2):
+        with serve(repository) as url:
+            grids.append(httpx.get(f"{url}/v1/samples?n=16&seed=7", timeout=30).content)
+    assert grids[0] == grids[1] and grids[0].startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        (lambda b: (b / "decoder.onnx").write_bytes(b"x" + (b / "decoder.onnx").read_bytes()[1:]),
+         "decoder.onnx: sha256 does not match the manifest"),
+        (lambda b: (b / "encoder.onnx").unlink(), "encoder.onnx: missing file listed in the manifest"),
+        (lambda b: (b / "manifest.json").write_text("{}"), "manifest.json: invalid manifest at name: Field required"),
+    ],
+)  # fmt: skip
+def test_a_broken_bundle_stops_the_service_at_start_up(
+    repository: Path, tmp_path: Path, breakage, message: str
+) -> None:
+    broken = tmp_path / "repo"
+    shutil.copytree(repository, broken)
+    breakage(broken / "digits" / "2")
+    with pytest.raises(BundleError, match=message), TestClient(create_app(Settings(model_repository=broken))):
+        pass
+    port = free_port()
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "--repository", str(broken), "--port", str(port)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert f"cannot serve: {broken / 'digits' / '2'}" in proc.stderr and message in proc.stderr
+
+
+def test_bad_settings_fail_fast(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "--repository", str(tmp_path / "none")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, "VAESERVE_MAX_SAMPLES": "0"},
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "error: setting model_repository: Value error, model repository" in proc.stderr
+    assert "error: setting max_samples: Input should be greater than or equal to 1" in proc.stderr
+
+
+def test_the_service_never_imports_torch_or_training(repository: Path) -> None:
+    code = (
+        "import sys; from fastapi.testclient import TestClient; from app.main import create_app; "
+        "from app.settings import Settings; "
+        f"c = TestClient(create_app(Settings(model_repository={str(repository)!r}))).__enter__(); "
+        "assert c.get('/v1/samples?n=2').status_code == 200; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'training', 'onnx', 'onnxscript')); "
+        "print(json.dumps(bad))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", "import json; " + code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    for package in ("app", "model"):
+        for path in (ROOT / package).rglob("*.py"):
+            source = path.read_text()
+            assert "import torch" not in source and "from torch" not in source, path
+            assert "from training" not in source and "import training" not in source, path
+
+
+@pytest.fixture(scope="session")
+def base_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtual environment with only the base (serving) install of this project: no torch."""
+    env = tmp_path_factory.mktemp("venv-base")
+    venv.create(env, with_pip=True)
+    python = env / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(ROOT)],
+        check=True, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    return python
+
+
+def test_the_base_install_serves_every_endpoint_without_torch(
+    base_install: Path, repository: Path, tmp_path: Path, digit_pngs
+) -> None:
+    probe = subprocess.run([str(base_install), "-c", "import torch"], capture_output=True, text=True)
+    assert probe.returncode != 0 and "No module named 'torch'" in probe.stderr
+    # Run from outside the checkout, so only the installed package can be imported.
+    with serve(repository, str(base_install), cwd=tmp_path) as url:
+        answers = exercise_every_endpoint(url, digit_pngs[0])
+    assert answers["samples"].startswith(b"\x89PNG")  # type: ignore[union-attr]
+    assert len(answers["mean"]) == 4  # type: ignore[arg-type]
