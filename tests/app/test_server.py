@@ -38,28 +38,27 @@ def serve(repository: Path, python: str = sys.executable, *args: str, cwd: Path 
     """Run `python -m app` on a free port until the block ends; yield its base URL once ready."""
     port = free_port()
     cmd = [python, "-m", "app", "--repository", str(repository), "--port", str(port), "--log-level", "warning", *args]
-    log = tempfile.TemporaryFile("w+")
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                log.seek(0)
-                raise AssertionError(f"server exited with {proc.returncode}: {log.read()}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise AssertionError("server did not become ready in 60 s")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise AssertionError(f"server exited with {proc.returncode}: {log.read()}")
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+            else:
+                raise AssertionError("server did not become ready in 60 s")
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 def exercise_every_endpoint(url: str, png: bytes) -> dict[str, object]:
