@@ -4,13 +4,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 MODEL_OUT ?= model/zoo/mnist-vae/1
 
-.PHONY: setup dev test lint model quality clean
+.PHONY: setup serve dev test lint model quality clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 setup: $(BIN)/python  ## the serving runtime only: numpy, onnxruntime, Pillow, pydantic (no torch)
 	$(BIN)/pip install -q -e .
+
+serve: setup  ## run the service on the shipped model at http://127.0.0.1:8000
+	$(BIN)/python -m app
 
 dev: $(BIN)/python  ## training (torch 2.13.0, CPU build) and the test tools
 	$(BIN)/pip install -q -e '.[train,dev]'
