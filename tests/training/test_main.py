@@ -157,3 +157,22 @@ def test_unwritable_output_exits_2(digits_npz: Path, tmp_path: Path, capsys) -> 
 def test_bad_config_exits_2(digits_npz: Path, tmp_path: Path, capsys) -> None:
     assert _train(tmp_path / "m" / "1", digits_npz, "--set", "model.depth=3") == 2
     assert "error: unknown config key model.depth" in capsys.readouterr().err
+
+
+def test_gaussian_mlp_bundle_end_to_end(digits_npz: Path, tmp_path: Path) -> None:
+    from model.runtime import VAERuntime
+
+    out = tmp_path / "g" / "1"
+    assert _train(out, digits_npz, "--arch", "mlp", "--likelihood", "gaussian", epochs=2) == 0
+    bundle = load_bundle(out)
+    likelihood = bundle.manifest.likelihood
+    assert likelihood.kind == "gaussian" and len(likelihood.log_scale) == 1
+    assert likelihood.log_scale[0] != -2.0  # learned, not the initial value
+    # The manifest's test metrics, recomputed from its own split recipe with the service's runtime.
+    split = bundle.manifest.dataset.split
+    perm = np.random.default_rng(split.seed).permutation(bundle.manifest.dataset.rows)
+    images = np.load(digits_npz)["images"][perm[: split.counts["test"]], None].astype(np.float32) / 255.0
+    test = next(s for s in bundle.manifest.metrics if s.split == "test")
+    scores = VAERuntime(bundle).score(images, importance_samples=test.importance_samples, seed=0)
+    assert scores.iwae_nll.mean() == pytest.approx(test.iwae_nll, rel=1e-9)
+    assert scores.neg_elbo.mean() == pytest.approx(test.neg_elbo, rel=1e-9)
