@@ -41,7 +41,6 @@ def kl_to_standard_normal(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Te
 
 def elbo_terms(model: VAE, x: torch.Tensor, generator: torch.Generator) -> ElboTerms:
     """One-sample Monte Carlo estimate of the ELBO's two parts for a batch."""
-    mean, log_var = model.encoder(x)
-    eps = torch.randn(mean.shape, generator=generator)  # (N, D)
-    params = model.decoder(model.reparameterize(mean, log_var, eps))
+    eps = torch.randn(len(x), model.config.latent_dim, generator=generator)  # (N, D)
+    params, mean, log_var = model(x, eps)
     return ElboTerms(reconstruction=-log_likelihood(model, x, params), kl=kl_to_standard_normal(mean, log_var))
