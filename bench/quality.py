@@ -29,7 +29,7 @@ BASELINE = [
     "--arch", "mlp", "--latent-dim", "20",
     "--set", "model.hidden=[400]", "--set", 'model.activation="relu"',
     "--set", "train.lr=0.001", "--set", "train.batch_size=128", "--set", 'train.keep="last"',
-    "--set", "train.early_stopping_patience=0", "--set", "train.warmup_epochs=0",
+    "--set", "train.early_stopping_patience=0", "--set", "train.warmup_epochs=0", "--set", "train.threads=1",
 ]  # fmt: skip
 DEFAULT_CONFIG = ROOT / "training" / "configs" / "mnist.toml"
 RESULTS = ROOT / "bench" / "results"
