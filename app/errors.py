@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.batching import QueueFullError
 from app.registry import ModelNotFoundError
 from model.errors import InputError, InputTooLargeError, InvalidImageError
 
@@ -80,6 +81,12 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(InputError)
     async def _invalid_input(_: Request, exc: InputError) -> JSONResponse:
         return problem(422, "invalid-input", "Invalid input", str(exc))
+
+    @app.exception_handler(QueueFullError)
+    async def _overloaded(_: Request, exc: QueueFullError) -> JSONResponse:
+        return problem(
+            503, "overloaded", "Service unavailable", "the server is overloaded; retry later", {"Retry-After": "1"}
+        )
 
     @app.exception_handler(ModelNotFoundError)
     async def _not_found(_: Request, exc: ModelNotFoundError) -> JSONResponse:

@@ -42,10 +42,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.error("cannot serve: %s", exc)
             raise
         await run_in_threadpool(registry.warm_up)
+        registry.start_batching(settings)
         app.state.registry = registry
         log.info("ready: %s (default %s)", ", ".join(m.key for m in registry.all()), registry.default.key)
         yield
         app.state.registry = None
+        await registry.stop_batching()
 
     app = FastAPI(
         title="vaeserve",

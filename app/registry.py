@@ -6,15 +6,18 @@ model it could not verify is worse than one that does not start.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
 
 import numpy as np
+from fastapi.concurrency import run_in_threadpool
+from numpy.typing import NDArray
 
+from app.batching import BatchFn, MicroBatcher
 from app.settings import Settings
 from model.bundle import Manifest, list_repository, load_bundle
 from model.errors import BundleError
-from model.runtime import RuntimeOptions, VAERuntime
+from model.runtime import SCORE_NAMES, ImageScores, RuntimeOptions, VAERuntime
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +29,17 @@ class ModelNotFoundError(LookupError):
         self.version = version
 
 
-@dataclass(frozen=True)
 class LoadedModel:
-    runtime: VAERuntime
+    """One bundle's runtime, and the async calls the routes make on it.
+
+    With batching on, each call goes through a micro-batcher (app/batching.py) that merges
+    concurrent calls into one ONNX Runtime call; with it off, each call runs alone in a
+    worker thread. Either way, ONNX Runtime never runs on the event loop.
+    """
+
+    def __init__(self, runtime: VAERuntime) -> None:
+        self.runtime = runtime
+        self.batchers: dict[str, MicroBatcher] = {}
 
     @property
     def manifest(self) -> Manifest:
@@ -37,6 +48,49 @@ class LoadedModel:
     @property
     def key(self) -> str:
         return f"{self.manifest.name}:{self.manifest.version}"
+
+    def start_batching(self, settings: Settings) -> None:
+        rt = self.runtime
+        fns: dict[str, BatchFn] = {
+            "encode": lambda _, images: rt.encode(images),
+            "decode": lambda _, z: (rt.decode(z),),
+            "score": lambda key, images: _score_arrays(rt.score(images, *key)),  # type: ignore[misc]
+        }
+        self.batchers = {
+            op: MicroBatcher(
+                f"{self.key}/{op}", fn, settings.batch_max_size, settings.batch_max_delay_us, settings.batch_queue_size
+            )
+            for op, fn in fns.items()
+        }
+        for batcher in self.batchers.values():
+            batcher.start()
+
+    async def stop_batching(self) -> None:
+        await asyncio.gather(*(b.stop() for b in self.batchers.values()))
+        self.batchers = {}
+
+    async def encode(self, images: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        if "encode" not in self.batchers:
+            return await run_in_threadpool(self.runtime.encode, images)
+        mean, log_var = await self.batchers["encode"].submit(None, images)
+        return mean, log_var  # type: ignore[return-value]
+
+    async def decode(self, z: NDArray[np.float32]) -> NDArray[np.float32]:
+        z = self.runtime.check_latents(z)
+        if "decode" not in self.batchers:
+            return await run_in_threadpool(self.runtime.decode, z)
+        (images,) = await self.batchers["decode"].submit(None, z)
+        return images  # type: ignore[return-value]
+
+    async def score(self, images: NDArray[np.float32], importance_samples: int, seed: int) -> ImageScores:
+        if "score" not in self.batchers:
+            return await run_in_threadpool(self.runtime.score, images, importance_samples, seed)
+        arrays = await self.batchers["score"].submit((importance_samples, seed), images)
+        return ImageScores(**dict(zip(SCORE_NAMES, arrays, strict=True)), importance_samples=importance_samples)  # type: ignore[arg-type]
+
+
+def _score_arrays(scores: ImageScores) -> tuple[NDArray[np.float64], ...]:
+    return tuple(scores.by_name(name) for name in SCORE_NAMES)
 
 
 class ModelRegistry:
@@ -95,6 +149,14 @@ class ModelRegistry:
         return [
             m for name in sorted(self._models) for _, m in sorted(self._models[name].items(), key=lambda kv: int(kv[0]))
         ]
+
+    def start_batching(self, settings: Settings) -> None:
+        if settings.batching:
+            for m in self.all():
+                m.start_batching(settings)
+
+    async def stop_batching(self) -> None:
+        await asyncio.gather(*(m.stop_batching() for m in self.all()))
 
     def warm_up(self) -> None:
         """Run every graph once, so the first request does not pay for lazy initialisation."""

@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     ort_graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     ort_providers: list[str] = ["CPUExecutionProvider"]
 
+    batching: bool = True  # gather concurrent requests into one ONNX Runtime call per model
+    batch_max_size: int = Field(64, ge=1)  # rows (images or latents) per batch
+    batch_max_delay_us: int = Field(500, ge=0)  # how long the first request of a batch may wait for others
+    batch_queue_size: int = Field(512, ge=1)  # queued requests per model and operation; more get 503
+
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_images_per_request: int = Field(256, ge=1)
     max_pixels_per_image: int = Field(4096 * 4096, ge=1)

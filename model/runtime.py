@@ -70,6 +70,11 @@ def noise(seed: int, shape: tuple[int, ...]) -> F32:
     return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
 
 
+def sample_posterior(mean: F32, log_var: F32, seed: int) -> F32:
+    """One draw z = mean + exp(log_var/2) * eps per row, eps from `seed`."""
+    return mean + np.exp(0.5 * log_var) * noise(seed, mean.shape)
+
+
 class VAERuntime:
     """Two ONNX Runtime sessions (encoder, decoder) and the maths around them."""
 
@@ -160,8 +165,7 @@ class VAERuntime:
     def encode_sample(self, images: F32, seed: int) -> tuple[F32, F32, F32]:
         """mean, log_var and one reparameterised draw z = mean + exp(log_var/2) * eps."""
         mean, log_var = self.encode(images)
-        eps = noise(seed, mean.shape)
-        return mean, log_var, mean + np.exp(0.5 * log_var) * eps
+        return mean, log_var, sample_posterior(mean, log_var, seed)
 
     def reconstruct(self, images: F32) -> F32:
         """Decode the posterior mean of each image."""

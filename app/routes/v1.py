@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from numpy.typing import NDArray
 
 from app import schemas as s
@@ -20,7 +19,7 @@ from app.errors import ProblemError, unsupported_media_type
 from app.inputs import media_type, read_images, read_json
 from app.registry import LoadedModel
 from model.preprocess import encode_png, make_grid
-from model.runtime import ImageScores
+from model.runtime import ImageScores, sample_posterior
 from model.scores import p_values, threshold_at_fpr
 
 router = APIRouter(prefix="/v1", tags=["v1"])
@@ -95,7 +94,8 @@ async def encode_images(
 ) -> s.EncodeResponse:
     """Encode images to the mean and log-variance of q(z|x)."""
     images = await read_images(request, model.manifest.input, settings)
-    mean, log_var, z = await run_in_threadpool(model.runtime.encode_sample, images, seed)
+    mean, log_var = await model.encode(images)
+    z = sample_posterior(mean, log_var, seed) if sample else mean
     results = [
         s.EncodedImage(mean=mean[i].tolist(), log_var=log_var[i].tolist(), z=z[i].tolist() if sample else None)
         for i in range(len(images))
@@ -116,7 +116,7 @@ async def decode_latents(request: Request, model: ModelDep, settings: SettingsDe
     body = s.DecodeRequest.model_validate(await read_json(request, settings.max_body_bytes))
     check_range("number of latents", len(body.latents), 1, settings.max_images_per_request)
     z = _rectangular(body.latents, model.manifest.latent_dim)
-    images = await run_in_threadpool(model.runtime.decode, z)
+    images = await model.decode(z)
     if PNG in request.headers.get("accept", ""):
         grid = images[0] if len(images) == 1 else make_grid(images)
         return Response(encode_png(grid), media_type=PNG)
@@ -149,7 +149,8 @@ async def get_samples(
 ) -> Any:
     """Draw n images from the prior: a PNG grid, or JSON with base64 PNGs and their latents."""
     check_range("n", n, 1, settings.max_samples)
-    z, images = await run_in_threadpool(model.runtime.sample, n, seed, temperature)
+    z = model.runtime.sample_latents(n, seed, temperature)
+    images = await model.decode(z)
     if format == "png":
         return Response(encode_png(make_grid(images)), media_type=PNG)
     return s.SamplesResponse(
@@ -173,11 +174,9 @@ async def reconstruct_images(
     """Reconstruct images from their posterior mean, with their scores."""
     k = _importance_samples(model, importance_samples, settings.max_importance_samples)
     images = await read_images(request, model.manifest.input, settings)
-
-    def work() -> tuple[NDArray[np.float32], ImageScores]:
-        return model.runtime.reconstruct(images), model.runtime.score(images, k, seed)
-
-    recon, scores = await run_in_threadpool(work)
+    mean, _ = await model.encode(images)
+    recon = await model.decode(mean)
+    scores = await model.score(images, k, seed)
     results = [
         s.ReconstructedImage(
             image=_b64_png(recon[i]) if format == "png" else None,
@@ -204,7 +203,7 @@ async def score_images(
     """Score images for anomalies: all scores, the threshold, a p-value and the decision."""
     k = _importance_samples(model, importance_samples, settings.max_importance_samples)
     images = await read_images(request, model.manifest.input, settings)
-    scores = await run_in_threadpool(model.runtime.score, images, k, seed)
+    scores = await model.score(images, k, seed)
     cal = model.manifest.calibration
     name = score or (cal.score if cal else "neg_elbo")
     values = scores.by_name(name)

@@ -1,0 +1,179 @@
+"""Dynamic micro-batching: concurrent requests to one model become one ONNX Runtime call.
+
+A `MicroBatcher` owns a bounded queue and one worker task. The worker takes the oldest job,
+then keeps gathering jobs with the same key (the same operation and parameters) until the
+batch holds `max_batch_size` rows or `max_delay_us` has passed since it started, runs the
+function once on the concatenated rows in its own thread (never on the event loop), and
+hands each job its slice of the outputs. A full queue refuses at once (`QueueFullError`),
+so latency cannot grow without bound. If a batch fails, each of its jobs is retried alone,
+so one bad request fails alone (as in Triton's dynamic batcher).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+log = logging.getLogger(__name__)
+
+Outputs = tuple[NDArray[np.generic], ...]
+BatchFn = Callable[[Hashable, NDArray[np.float32]], Outputs]
+
+
+class QueueFullError(RuntimeError):
+    """The batcher's queue is full: the caller should answer 503 and come back later."""
+
+
+@dataclass
+class _Job:
+    key: Hashable
+    rows: NDArray[np.float32]
+    future: asyncio.Future[Outputs]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class BatchStats:
+    """Counters for metrics and tests."""
+
+    batches: int = 0
+    rows: int = 0
+    jobs: int = 0
+    rejected: int = 0
+    sizes: list[int] = field(default_factory=list)  # rows per batch, the last 1000
+
+
+class MicroBatcher:
+    """Gathers calls of `fn(key, rows)` with equal keys into one call on stacked rows."""
+
+    def __init__(self, name: str, fn: BatchFn, max_batch_size: int, max_delay_us: int, queue_size: int) -> None:
+        self.name = name
+        self._fn = fn
+        self._max_rows = max_batch_size
+        self._max_delay = max_delay_us / 1e6
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=queue_size)
+        self._held: deque[_Job] = deque()  # taken from the queue, waiting for a batch of their key
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
+        self._worker: asyncio.Task[None] | None = None
+        self._busy = False  # a batch has been taken and is not answered yet
+        self.stats = BatchStats()
+
+    def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop the worker and its thread."""
+        while not self._queue.empty() or self._held or self._busy:
+            await asyncio.sleep(0.001)
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        self._executor.shutdown(wait=True)
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize() + len(self._held)
+
+    async def submit(self, key: Hashable, rows: NDArray[np.float32]) -> Outputs:
+        """Queue `rows` (N, ...) and wait for the function's outputs for them, each (N, ...)."""
+        job = _Job(key, rows, asyncio.get_running_loop().create_future())
+        try:
+            self._queue.put_nowait(job)
+        except asyncio.QueueFull:
+            self.stats.rejected += 1
+            raise QueueFullError(f"{self.name}: {self._queue.maxsize} requests already queued") from None
+        return await job.future
+
+    async def _next(self, timeout: float | None) -> _Job | None:
+        if timeout is not None and timeout <= 0:
+            try:
+                return self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return None
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return None
+
+    async def _gather(self) -> list[_Job]:
+        """The oldest job and every job of its key that arrives before the batch is full or due."""
+        first = self._held.popleft() if self._held else await self._next(None)
+        assert first is not None
+        batch, rows = [first], len(first.rows)
+        for held in list(self._held):  # held jobs of this key go first, in order
+            if held.key == first.key and rows + len(held.rows) <= self._max_rows:
+                self._held.remove(held)
+                batch.append(held)
+                rows += len(held.rows)
+        deadline = time.perf_counter() + self._max_delay
+        while rows < self._max_rows:
+            job = await self._next(deadline - time.perf_counter())
+            if job is None:
+                break
+            if job.key == first.key and rows + len(job.rows) <= self._max_rows:
+                batch.append(job)
+                rows += len(job.rows)
+            else:
+                self._held.append(job)
+                if job.key == first.key:  # it would overflow this batch: run what we have
+                    break
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._gather()
+            self._busy = True
+            try:
+                await self._answer([job for job in batch if not job.future.done()])  # callers may have gone
+            finally:
+                self._busy = False
+
+    async def _answer(self, jobs: list[_Job]) -> None:
+        if not jobs:
+            return
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._call, jobs)
+        except Exception:
+            log.exception("batcher %s: a batch of %d jobs failed; retrying them one by one", self.name, len(jobs))
+            outputs = None
+        if outputs is None:
+            await self._one_by_one(jobs)
+            return
+        start = 0
+        for job in jobs:
+            end = start + len(job.rows)
+            if not job.future.done():
+                job.future.set_result(tuple(out[start:end] for out in outputs))
+            start = end
+
+    def _call(self, batch: Sequence[_Job]) -> Outputs | None:
+        if any(job.rows.shape[1:] != batch[0].rows.shape[1:] for job in batch):
+            return None  # cannot be stacked: run them alone
+        rows = batch[0].rows if len(batch) == 1 else np.concatenate([job.rows for job in batch])
+        outputs = self._fn(batch[0].key, rows)
+        stats = self.stats
+        stats.batches += 1
+        stats.rows += len(rows)
+        stats.jobs += len(batch)
+        stats.sizes = [*stats.sizes[-999:], len(rows)]
+        return outputs
+
+    async def _one_by_one(self, jobs: Sequence[_Job]) -> None:
+        loop = asyncio.get_running_loop()
+        for job in jobs:
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._fn, job.key, job.rows)
+            except Exception as exc:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            else:
+                if not job.future.done():
+                    job.future.set_result(outputs)
