@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 from typing import Any
 
@@ -25,9 +26,10 @@ from app.errors import ProblemError, body_too_large, empty_body, too_many_images
 from app.settings import Settings
 from model.bundle import InputSpec
 from model.errors import InputError, InvalidImageError
-from model.preprocess import decode_image, from_array
+from model.preprocess import decode_image, from_array, from_batch
 
-IMAGE_BODIES = "an image (image/png, image/jpeg, ...), multipart/form-data files, or application/json"
+NPY = "application/x-npy"
+IMAGE_BODIES = f"an image (image/png, image/jpeg, ...), multipart/form-data files, application/json or {NPY}"
 
 
 def media_type(request: Request) -> str:
@@ -72,9 +74,24 @@ async def read_images(request: Request, spec: InputSpec, settings: Settings) -> 
         images = await _read_multipart(request, spec, settings)
     elif kind == "application/json":
         images = _read_json_images(await read_json(request, settings.max_body_bytes), spec, settings)
+    elif kind == NPY:
+        return _read_npy(await read_body(request, settings.max_body_bytes), spec, settings)
     else:
         raise unsupported_media_type(kind, IMAGE_BODIES)
     return np.stack(images)
+
+
+def _read_npy(body: bytes, spec: InputSpec, settings: Settings) -> NDArray[np.float32]:
+    """A .npy file: (N, C, H, W) or (N, H, W), uint8 or float in [0, 1]; no pickles."""
+    if not body:
+        raise empty_body()
+    try:
+        values = np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ProblemError(400, "invalid-npy", "Invalid array", f"the body is not a .npy array ({exc})") from None
+    if values.ndim >= 3 and len(values) > settings.max_images_per_request:
+        raise too_many_images(len(values), settings.max_images_per_request)
+    return from_batch(values, spec)
 
 
 def _decode(data: bytes, spec: InputSpec, index: int, settings: Settings) -> NDArray[np.float32]:

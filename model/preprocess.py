@@ -86,6 +86,31 @@ def from_array(values: object, spec: InputSpec, *, index: int | None = None) -> 
     return array
 
 
+def from_batch(values: NDArray[np.generic], spec: InputSpec) -> NDArray[np.float32]:
+    """Check a whole batch at once: (N, C, H, W), or (N, H, W) for one channel; uint8 is
+    scaled from 0..255, floats must lie in [0, 1]. Errors name the first bad image."""
+    shape = (spec.channels, spec.height, spec.width)
+    if values.ndim == 3 and spec.channels == 1:
+        values = values[:, None]
+    if values.ndim != 4 or values.shape[1:] != shape:
+        raise InputError(
+            f"array shape {list(values.shape)} does not match the model's [N, {', '.join(map(str, shape))}]"
+        )
+    if values.dtype == np.uint8:
+        return values.astype(np.float32) / np.float32(255.0)
+    if values.dtype.kind != "f":
+        raise InputError(f"array dtype {values.dtype} is not uint8 or floating point")
+    images = values.astype(np.float32, copy=False)
+    bad = ~np.isfinite(images).reshape(len(images), -1).all(axis=1)
+    if bad.any():
+        raise InputError("array holds NaN or infinite values", int(np.argmax(bad)))
+    low, high = spec.value_range
+    outside = ((images < low) | (images > high)).reshape(len(images), -1).any(axis=1)
+    if outside.any():
+        raise InputError(f"array values must lie in [{low}, {high}]", int(np.argmax(outside)))
+    return images
+
+
 def to_uint8(images: NDArray[np.floating]) -> NDArray[np.uint8]:
     """(..., C, H, W) in [0, 1] -> (..., H, W, C) uint8, rounding to nearest."""
     clipped = np.clip(images, 0.0, 1.0) * 255.0 + 0.5

@@ -33,6 +33,9 @@ IMAGE_BODY: dict[str, Any] = {
         "content": {
             PNG: {"schema": {"type": "string", "format": "binary"}},
             "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "application/x-npy": {
+                "schema": {"type": "string", "format": "binary", "description": "np.save of [N, C, H, W]"}
+            },
             "multipart/form-data": {
                 "schema": {
                     "type": "object",

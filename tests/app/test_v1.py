@@ -71,6 +71,59 @@ def test_every_input_format_gives_the_same_latents(client: TestClient, digit_png
     np.testing.assert_allclose(means[5][0], means[0][0], atol=0.05)  # JPEG is lossy
 
 
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def test_npy_arrays_are_a_binary_fast_path(client: TestClient, digit_arrays) -> None:
+    as_json = client.post("/v1/encode", json={"arrays": digit_arrays.tolist()}).json()
+    npy = {"content-type": "application/x-npy"}
+    for array in (digit_arrays, digit_arrays[:, 0], (digit_arrays * 255).round().astype(np.uint8)):
+        r = client.post("/v1/encode", content=_npy(array), headers=npy)
+        assert r.status_code == 200, r.text
+        np.testing.assert_allclose(
+            [x["mean"] for x in r.json()["results"]], [x["mean"] for x in as_json["results"]], atol=1e-5
+        )
+    bad = digit_arrays.copy()
+    bad[2, 0, 5, 5] = np.nan
+    assert_problem(
+        client.post("/v1/encode", content=_npy(bad), headers=npy),
+        422,
+        "Invalid input",
+        "image 2: array holds NaN or infinite values",
+    )
+    assert_problem(
+        client.post("/v1/encode", content=_npy(digit_arrays * 2), headers=npy),
+        422,
+        "Invalid input",
+        "image 0: array values must lie in [0.0, 1.0]",
+    )
+    assert_problem(
+        client.post("/v1/encode", content=_npy(digit_arrays[:, :, :20]), headers=npy),
+        422,
+        "Invalid input",
+        "array shape [4, 1, 20, 28] does not match the model's [N, 1, 28, 28]",
+    )
+    assert_problem(
+        client.post("/v1/encode", content=_npy(digit_arrays.astype(np.int32)), headers=npy),
+        422,
+        "Invalid input",
+        "array dtype int32 is not uint8 or floating point",
+    )
+    garbage = client.post("/v1/encode", content=b"\x93NUMPY nonsense", headers=npy)
+    assert garbage.status_code == 400 and garbage.json()["title"] == "Invalid array"
+    assert garbage.json()["detail"].startswith("the body is not a .npy array (")
+    many = np.zeros((9, 1, 28, 28), np.float32)
+    assert_problem(
+        client.post("/v1/encode", content=_npy(many), headers=npy),
+        413,
+        "Payload too large",
+        "9 images is over the limit of 8 per request",
+    )
+
+
 def test_rgb_and_odd_sized_uploads_are_converted(client: TestClient, digit_pngs) -> None:
     grey = _png_to_array(digit_pngs[0])
     rgb = png_bytes(np.dstack([grey] * 3))
@@ -231,10 +284,10 @@ def test_requests_pick_a_model_by_name_and_version(client: TestClient, digit_png
          "image 0: array shape [27, 28] does not match the model's [1, 28, 28]"),
         ({"content": b"hi", "headers": {"content-type": "text/plain"}}, 415, "Unsupported media type",
          "content type 'text/plain' is not supported here; send an image (image/png, image/jpeg, ...), "
-         "multipart/form-data files, or application/json"),
+         "multipart/form-data files, application/json or application/x-npy"),
         ({"data": {"field": "value"}}, 415, "Unsupported media type",
          "content type 'application/x-www-form-urlencoded' is not supported here; send an image (image/png, "
-         "image/jpeg, ...), multipart/form-data files, or application/json"),
+         "image/jpeg, ...), multipart/form-data files, application/json or application/x-npy"),
         ({"content": b"--x\r\nno headers", "headers": {"content-type": "multipart/form-data; boundary=x"}}, 400,
          "Invalid multipart body", "the multipart body cannot be parsed"),
         ({"content": b"", "headers": {"content-type": "multipart/form-data; boundary=x"}}, 400,
