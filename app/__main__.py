@@ -6,6 +6,7 @@ Flags override the VAESERVE_* environment variables of the same name.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         "--repository", type=Path, help="model repository <root>/<name>/<version>/ (VAESERVE_MODEL_REPOSITORY)"
     )
     p.add_argument("--default-model", help="name or name:version (VAESERVE_DEFAULT_MODEL)")
+    p.add_argument("--workers", type=int, help="server processes, default 1 (VAESERVE_WORKERS)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = p.parse_args(argv)
     overrides = {
@@ -31,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         "port": args.port,
         "model_repository": args.repository,
         "default_model": args.default_model,
+        "workers": args.workers,
     }
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -38,7 +41,19 @@ def main(argv: list[str] | None = None) -> int:
         for error in exc.errors():
             print(f"error: setting {'.'.join(map(str, error['loc']))}: {error['msg']}", file=sys.stderr)
         return 2
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level)
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level)
+        return 0
+    # Each worker process builds its own app from the environment, so pass the flags on there.
+    os.environ.update({f"VAESERVE_{k.upper()}": str(v) for k, v in overrides.items() if v is not None})
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=args.log_level,
+    )
     return 0
 
 

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     default_model: str | None = None  # "name" or "name:version"; None: the first name in the repository
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1)  # server processes for `python -m app`; each loads every model
 
     ort_intra_op_threads: int = Field(1, ge=0)  # per session; 0 lets ONNX Runtime choose
     ort_inter_op_threads: int = Field(1, ge=0)

@@ -183,3 +183,15 @@ def test_the_base_install_serves_every_endpoint_without_torch(
         answers = exercise_every_endpoint(url, digit_pngs[0])
     assert answers["samples"].startswith(b"\x89PNG")  # type: ignore[union-attr]
     assert len(answers["mean"]) == 4  # type: ignore[arg-type]
+
+
+def test_several_worker_processes_serve(repository: Path, digit_pngs) -> None:
+    with serve(repository, sys.executable, "--workers", "2", "--default-model", "other") as url:
+        answers = [
+            httpx.post(
+                f"{url}/v1/encode", content=digit_pngs[0], headers={"content-type": "image/png"}, timeout=30
+            ).json()
+            for _ in range(6)
+        ]
+    assert {a["model"] for a in answers} == {"other"}  # the flag reached every worker
+    assert all(a["results"] == answers[0]["results"] for a in answers)
