@@ -13,6 +13,7 @@ from pathlib import Path
 import uvicorn
 from pydantic import ValidationError
 
+from app.logs import log_config
 from app.main import create_app
 from app.settings import Settings
 
@@ -41,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         for error in exc.errors():
             print(f"error: setting {'.'.join(map(str, error['loc']))}: {error['msg']}", file=sys.stderr)
         return 2
+    log_options = {"log_config": log_config(settings.log_format, args.log_level), "access_log": False}
     if settings.workers == 1:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level)
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, **log_options)  # type: ignore[arg-type]
         return 0
     # Each worker process builds its own app from the environment, so pass the flags on there.
     os.environ.update({f"VAESERVE_{k.upper()}": str(v) for k, v in overrides.items() if v is not None})
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        log_level=args.log_level,
+        **log_options,  # type: ignore[arg-type]
     )
     return 0
 

@@ -37,8 +37,12 @@ class ProblemError(Exception):
         self.headers = headers or {}
 
 
+def problem_document(status: int, slug: str, title: str, detail: str) -> dict[str, Any]:
+    return {"type": f"urn:vaeserve:problem:{slug}", "title": title, "status": status, "detail": detail}
+
+
 def problem(status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"type": f"urn:vaeserve:problem:{slug}", "title": title, "status": status, "detail": detail}
+    body = problem_document(status, slug, title, detail)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 

@@ -5,18 +5,23 @@ uvicorn app.main:create_app --factory          # or: python -m app
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from app.errors import install_handlers
-from app.registry import ModelRegistry
-from app.routes import health, v1
+from app.middleware import RequestMiddleware
+from app.registry import ModelRegistry, reload_registry
+from app.routes import admin, health, v1
+from app.security import require_api_key
 from app.settings import Settings
 from model.errors import BundleError
 
@@ -44,10 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await run_in_threadpool(registry.warm_up)
         registry.start_batching(settings)
         app.state.registry = registry
+        _reload_on_sighup(app, settings)
         log.info("ready: %s (default %s)", ", ".join(m.key for m in registry.all()), registry.default.key)
         yield
-        app.state.registry = None
-        await registry.stop_batching()
+        serving, app.state.registry = app.state.registry, None
+        await serving.stop_batching()
 
     app = FastAPI(
         title="vaeserve",
@@ -57,10 +63,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = None
+    app.state.reload_lock = asyncio.Lock()
     install_handlers(app)
-    for router in (health.router, v1.router):
+    app.add_middleware(RequestMiddleware, settings=settings)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"])  # fmt: skip
+    for router in (health.router, v1.router, admin.router):
         for route in router.routes:  # a handler's docstring: its first line is the summary
             if isinstance(route, APIRoute) and route.endpoint.__doc__:
                 route.summary, _, route.description = route.endpoint.__doc__.strip().partition("\n")
-        app.include_router(router)
+        secured = [] if router is health.router else [Depends(require_api_key)]
+        app.include_router(router, dependencies=secured)
     return app
+
+
+def _reload_on_sighup(app: FastAPI, settings: Settings) -> None:
+    """SIGHUP reloads the repository, like the admin endpoint (main thread of a server only)."""
+
+    def reload() -> None:
+        task = asyncio.ensure_future(reload_registry(app.state, settings, app.state.reload_lock))
+        task.add_done_callback(_log_reload_failure)
+
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+    except (RuntimeError, ValueError):  # not the main thread (e.g. TestClient): no signals
+        log.debug("SIGHUP reload not installed outside the main thread")
+
+
+def _log_reload_failure(task: asyncio.Task[ModelRegistry]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("reload refused, the old models keep serving: %s", task.exception())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import numpy as np
 from fastapi.concurrency import run_in_threadpool
@@ -87,6 +88,25 @@ class LoadedModel:
             return await run_in_threadpool(self.runtime.score, images, importance_samples, seed)
         arrays = await self.batchers["score"].submit((importance_samples, seed), images)
         return ImageScores(**dict(zip(SCORE_NAMES, arrays, strict=True)), importance_samples=importance_samples)  # type: ignore[arg-type]
+
+
+async def reload_registry(state: Any, settings: Settings, lock: asyncio.Lock) -> ModelRegistry:
+    """Load the repository anew beside the serving registry, then swap it in.
+
+    A bad bundle raises BundleError before anything changes, so the old models keep
+    serving. Requests already holding the old registry finish on it; its batchers drain
+    before they stop.
+    """
+    async with lock:
+        new = await run_in_threadpool(ModelRegistry.load, settings)
+        await run_in_threadpool(new.warm_up)
+        new.start_batching(settings)
+        old: ModelRegistry | None = state.registry
+        state.registry = new
+    if old is not None:
+        await old.stop_batching()
+    log.info("reloaded: %s", ", ".join(m.key for m in new.all()))
+    return new
 
 
 def _score_arrays(scores: ImageScores) -> tuple[NDArray[np.float64], ...]:

@@ -5,12 +5,13 @@ Invalid values stop the service at start-up with a message naming the variable.
 
 from __future__ import annotations
 
+import json
 from importlib.resources import files
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SHIPPED_REPOSITORY = Path(str(files("model") / "zoo"))
 
@@ -36,11 +37,35 @@ class Settings(BaseSettings):
     batch_max_delay_us: int = Field(500, ge=0)  # how long the first request of a batch may wait for others
     batch_queue_size: int = Field(512, ge=1)  # queued requests per model and operation; more get 503
 
+    api_keys: Annotated[list[str], NoDecode] = []  # empty: no authentication; comma-separated or JSON
+    metrics_need_key: bool = False  # whether /metrics asks for a key too (health never does)
+    admin_enabled: bool = True  # POST /v1/admin/reload; it always needs a key, so it is off without keys
+    cors_origins: Annotated[list[str], NoDecode] = []  # empty: no CORS headers at all
+    request_timeout_s: float = Field(30.0, gt=0)  # a request still unanswered after this gets 504
+    max_concurrent_requests: int = Field(256, ge=1)  # in flight at once; more get 503 at once
+    log_format: Literal["json", "text"] = "json"
+
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_images_per_request: int = Field(256, ge=1)
     max_pixels_per_image: int = Field(4096 * 4096, ge=1)
     max_samples: int = Field(256, ge=1)  # n for GET /v1/samples
     max_importance_samples: int = Field(5000, ge=1)  # K for scores
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_long_enough(cls, keys: list[str]) -> list[str]:
+        if any(len(key) < 16 for key in keys):
+            raise ValueError("every API key must be at least 16 characters")
+        return keys
 
     @field_validator("model_repository")
     @classmethod

@@ -1,0 +1,111 @@
+"""Per-request plumbing, as one pure ASGI middleware: request ids, the in-flight limit,
+the deadline, and one structured access-log line per request.
+
+- `X-Request-ID`: taken from the request when it is a sane token, else a new uuid4; sent
+  back on every response and written in every log line of the request.
+- In-flight limit: past `max_concurrent_requests` a request gets 503 with Retry-After at
+  once, instead of queueing without bound. Health checks are never refused.
+- Deadline: a request unanswered after `request_timeout_s` gets 504; its work is cancelled.
+- The access log holds method, path, status, duration and request id: never bodies,
+  query strings (they may hold keys) or headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import PROBLEM_JSON, problem_document
+from app.settings import Settings
+
+access_log = logging.getLogger("app.access")
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["x-request-id"] = request_id
+            await send(message)
+
+        path: str = scope["path"]
+        limited = path not in OPEN_PATHS
+        try:
+            if limited and self.in_flight >= self.settings.max_concurrent_requests:
+                await _send_problem(send_with_id, 503, "overloaded", "Service unavailable",
+                                    "the server is overloaded; retry later", {"retry-after": "1"})  # fmt: skip
+                return
+            self.in_flight += limited
+            try:
+                async with asyncio.timeout(self.settings.request_timeout_s):
+                    await self.app(scope, receive, send_with_id)
+            except TimeoutError:
+                if status == 0:  # nothing sent yet: we can still answer
+                    detail = f"the request took longer than {self.settings.request_timeout_s:g} s"
+                    await _send_problem(send_with_id, 504, "timeout", "Gateway timeout", detail)
+            finally:
+                self.in_flight -= limited
+        finally:
+            access_log.info(
+                "%s %s %d",
+                scope["method"],
+                path,
+                status,
+                extra={
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                },
+            )
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            if _REQUEST_ID.fullmatch(candidate):
+                return candidate
+            break
+    return uuid.uuid4().hex
+
+
+async def _send_problem(
+    send: Send, status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None
+) -> None:
+    body = json.dumps(problem_document(status, slug, title, detail)).encode()
+    raw: list[tuple[bytes, bytes]] = [
+        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    start: dict[str, Any] = {"type": "http.response.start", "status": status, "headers": raw}
+    await send(start)
+    await send({"type": "http.response.body", "body": body})
