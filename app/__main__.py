@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from pydantic import ValidationError
@@ -42,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         for error in exc.errors():
             print(f"error: setting {'.'.join(map(str, error['loc']))}: {error['msg']}", file=sys.stderr)
         return 2
+    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal; answering it
+    # with a clean exit makes a graceful stop exit 0, as process managers expect.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     log_options = {"log_config": log_config(settings.log_format, args.log_level), "access_log": False}
     if settings.workers == 1:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, **log_options)  # type: ignore[arg-type]
@@ -57,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         **log_options,  # type: ignore[arg-type]
     )
     return 0
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":

@@ -64,13 +64,19 @@ class MicroBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
         self._worker: asyncio.Task[None] | None = None
         self._busy = False  # a batch has been taken and is not answered yet
+        self._closing = False
         self.stats = BatchStats()
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
 
     async def stop(self) -> None:
-        """Finish what is queued, then stop the worker and its thread."""
+        """Finish what is queued, then stop the worker and its thread.
+
+        From now on `submit` runs each call on its own, so a request that still holds this
+        batcher (e.g. one that began before a reload) is answered, never stranded.
+        """
+        self._closing = True
         while not self._queue.empty() or self._held or self._busy:
             await asyncio.sleep(0.001)
         if self._worker is not None:
@@ -84,7 +90,10 @@ class MicroBatcher:
 
     async def submit(self, key: Hashable, rows: NDArray[np.float32]) -> Outputs:
         """Queue `rows` (N, ...) and wait for the function's outputs for them, each (N, ...)."""
-        job = _Job(key, rows, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        if self._closing:
+            return await loop.run_in_executor(None, self._fn, key, rows)
+        job = _Job(key, rows, loop.create_future())
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
@@ -107,6 +116,7 @@ class MicroBatcher:
         """The oldest job and every job of its key that arrives before the batch is full or due."""
         first = self._held.popleft() if self._held else await self._next(None)
         assert first is not None
+        self._busy = True  # from here on, jobs live in this batch: stop() must wait for them
         batch, rows = [first], len(first.rows)
         for held in list(self._held):  # held jobs of this key go first, in order
             if held.key == first.key and rows + len(held.rows) <= self._max_rows:
@@ -130,7 +140,6 @@ class MicroBatcher:
     async def _run(self) -> None:
         while True:
             batch = await self._gather()
-            self._busy = True
             try:
                 await self._answer([job for job in batch if not job.future.done()])  # callers may have gone
             finally:

@@ -138,3 +138,18 @@ def test_batching_off_serves_the_same_answers(repository: Path, digit_arrays, cl
             body = {"arrays": digit_arrays.tolist()}
             assert off.post(path, json=body).json() == client.post(path, json=body).json()
         assert off.get("/v1/samples?n=3&seed=2").content == client.get("/v1/samples?n=3&seed=2").content
+
+
+def test_a_stopped_batcher_still_answers_late_callers() -> None:
+    fn = Recorder()
+
+    async def main():
+        batcher = MicroBatcher("t", fn, max_batch_size=8, max_delay_us=1000, queue_size=10)
+        batcher.start()
+        await batcher.submit("k", np.ones((1, 1), np.float32))
+        await batcher.stop()
+        # A request that began before a reload may still call the old model's batcher.
+        return await asyncio.wait_for(batcher.submit("k", np.full((1, 1), 3.0, np.float32)), timeout=5)
+
+    doubled, _ = run(main())
+    assert doubled[0, 0] == 6.0

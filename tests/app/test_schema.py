@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import schemathesis
-from schemathesis import checks
 from hypothesis import HealthCheck, given, settings
+from schemathesis import checks
 
 from tests.app.test_server import serve
 
