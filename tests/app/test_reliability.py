@@ -84,3 +84,63 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(repository: Path) -> None
     assert in_flight > 0  # SIGTERM did arrive while requests were in flight
     assert codes == [200] * 24  # none was cut off
     assert exit_code == 0 and refused  # then it exited cleanly and stopped accepting
+
+
+def test_limits_and_keys_over_the_wire(repository: Path, digit_pngs) -> None:
+    import numpy as np
+
+    from tests.helpers import png_bytes
+
+    env = {
+        "VAESERVE_API_KEYS": KEY,
+        "VAESERVE_MAX_BODY_BYTES": "4096",
+        "VAESERVE_MAX_IMAGES_PER_REQUEST": "2",
+        "VAESERVE_MAX_PIXELS_PER_IMAGE": "2000",
+        "VAESERVE_MAX_SAMPLES": "5",
+        "VAESERVE_MAX_IMPORTANCE_SAMPLES": "50",
+    }
+    png, auth = {"content-type": "image/png"}, {"Authorization": f"Bearer {KEY}"}
+    with server(repository, env) as (url, _), httpx.Client(base_url=url, timeout=30) as c:
+        r = c.get("/v1/models")
+        assert (r.status_code, r.headers["www-authenticate"]) == (401, 'Bearer realm="vaeserve"')
+        assert c.get("/v1/models", headers={"X-API-Key": "nope" * 5}).json()["detail"] == "the API key is not valid"
+        assert c.get("/v1/models", headers=auth).status_code == 200
+        assert c.get("/healthz").status_code == c.get("/readyz").status_code == 200
+
+        def detail(r: httpx.Response, status: int) -> str:
+            assert r.status_code == status, r.text
+            return r.json()["detail"]
+
+        assert (
+            detail(c.post("/v1/encode", content=b"x" * 5000, headers={**png, **auth}), 413)
+            == "the body is over the limit of 4096 bytes"
+        )
+        three = [("f", ("a.png", digit_pngs[0], "image/png"))] * 3
+        assert (
+            detail(c.post("/v1/encode", files=three, headers=auth), 413)
+            == "3 images is over the limit of 2 per request"
+        )
+        big = png_bytes(np.zeros((50, 50), np.uint8))
+        assert (
+            detail(c.post("/v1/encode", content=big, headers={**png, **auth}), 413)
+            == "image 0: 50x50 is 2500 pixels, over the limit of 2000"
+        )
+        assert detail(c.get("/v1/samples?n=6", headers=auth), 422) == "n must be between 1 and 5, got 6"
+        assert detail(
+            c.post("/v1/score?importance_samples=51", content=digit_pngs[0], headers={**png, **auth}), 422
+        ) == ("importance_samples must be between 1 and 50, got 51")
+        assert (
+            detail(c.post("/v1/decode", json={"latents": [[0.0] * 5]}, headers=auth), 422)
+            == "latent 0 has 5 values, the model takes 4"
+        )
+
+
+def test_the_deadline_over_the_wire(repository: Path, digit_pngs) -> None:
+    with server(repository, {"VAESERVE_REQUEST_TIMEOUT_S": "0.01"}) as (url, _):
+        four = [("f", ("a.png", digit_pngs[0], "image/png"))] * 4  # 20,000 decoder rows: far over 10 ms
+        r = httpx.post(
+            f"{url}/v1/score?importance_samples=5000", files=four, headers={"X-Request-ID": "slow-1"}, timeout=30
+        )
+        assert r.status_code == 504 and r.json()["detail"] == "the request took longer than 0.01 s"
+        assert r.headers["x-request-id"] == "slow-1"
+        assert httpx.get(f"{url}/healthz").status_code == 200
