@@ -54,8 +54,17 @@ class BatchStats:
 class MicroBatcher:
     """Gathers calls of `fn(key, rows)` with equal keys into one call on stacked rows."""
 
-    def __init__(self, name: str, fn: BatchFn, max_batch_size: int, max_delay_us: int, queue_size: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        fn: BatchFn,
+        max_batch_size: int,
+        max_delay_us: int,
+        queue_size: int,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self.name = name
+        self._on_batch = on_batch
         self._fn = fn
         self._max_rows = max_batch_size
         self._max_delay = max_delay_us / 1e6
@@ -173,6 +182,8 @@ class MicroBatcher:
         stats.rows += len(rows)
         stats.jobs += len(batch)
         stats.sizes = [*stats.sizes[-999:], len(rows)]
+        if self._on_batch is not None:
+            self._on_batch(len(rows))
         return outputs
 
     async def _one_by_one(self, jobs: Sequence[_Job]) -> None:

@@ -18,9 +18,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from app.errors import install_handlers
+from app.metrics import ServiceMetrics
 from app.middleware import RequestMiddleware
 from app.registry import ModelRegistry, reload_registry
-from app.routes import admin, health, v1
+from app.routes import admin, health, metrics, v1
 from app.security import require_api_key
 from app.settings import Settings
 from model.errors import BundleError
@@ -47,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.error("cannot serve: %s", exc)
             raise
         await run_in_threadpool(registry.warm_up)
-        registry.start_batching(settings)
+        registry.start_batching(settings, app.state.metrics)
         app.state.registry = registry
         _reload_on_sighup(app, settings)
         log.info("ready: %s (default %s)", ", ".join(m.key for m in registry.all()), registry.default.key)
@@ -64,17 +65,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = None
     app.state.reload_lock = asyncio.Lock()
+    app.state.metrics = ServiceMetrics(lambda: app.state.registry)
     install_handlers(app)
-    app.add_middleware(RequestMiddleware, settings=settings)
+    app.add_middleware(RequestMiddleware, settings=settings, metrics=app.state.metrics)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"])  # fmt: skip
-    for router in (health.router, v1.router, admin.router):
+    key = [Depends(require_api_key)]
+    routers = [
+        (health.router, True),
+        (metrics.router, not settings.metrics_need_key),
+        (v1.router, False),
+        (admin.router, False),
+    ]
+    for router, is_open in routers:
         for route in router.routes:  # a handler's docstring: its first line is the summary
             if isinstance(route, APIRoute) and route.endpoint.__doc__:
                 route.summary, _, route.description = route.endpoint.__doc__.strip().partition("\n")
-        secured = [] if router is health.router else [Depends(require_api_key)]
-        app.include_router(router, dependencies=secured)
+        app.include_router(router, dependencies=[] if is_open else key)
     return app
 
 

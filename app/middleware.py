@@ -24,6 +24,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import PROBLEM_JSON, problem_document
+from app.metrics import ServiceMetrics
 from app.settings import Settings
 
 access_log = logging.getLogger("app.access")
@@ -33,9 +34,10 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, metrics: ServiceMetrics) -> None:
         self.app = app
         self.settings = settings
+        self.metrics = metrics
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -62,6 +64,7 @@ class RequestMiddleware:
                                     "the server is overloaded; retry later", {"retry-after": "1"})  # fmt: skip
                 return
             self.in_flight += limited
+            self.metrics.in_flight.inc()
             try:
                 async with asyncio.timeout(self.settings.request_timeout_s):
                     await self.app(scope, receive, send_with_id)
@@ -71,7 +74,11 @@ class RequestMiddleware:
                     await _send_problem(send_with_id, 504, "timeout", "Gateway timeout", detail)
             finally:
                 self.in_flight -= limited
+                self.metrics.in_flight.dec()
         finally:
+            seconds = time.perf_counter() - started
+            route = scope.get("route")
+            self.metrics.observe_request(getattr(route, "path", "unmatched"), scope["method"], status, seconds)
             access_log.info(
                 "%s %s %d",
                 scope["method"],
@@ -82,7 +89,7 @@ class RequestMiddleware:
                     "method": scope["method"],
                     "path": path,
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "duration_ms": round(seconds * 1000, 3),
                 },
             )
 

@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from numpy.typing import NDArray
 
 from app.batching import BatchFn, MicroBatcher
+from app.metrics import ServiceMetrics
 from app.settings import Settings
 from model.bundle import Manifest, list_repository, load_bundle
 from model.errors import BundleError
@@ -50,7 +51,7 @@ class LoadedModel:
     def key(self) -> str:
         return f"{self.manifest.name}:{self.manifest.version}"
 
-    def start_batching(self, settings: Settings) -> None:
+    def start_batching(self, settings: Settings, metrics: ServiceMetrics) -> None:
         rt = self.runtime
         fns: dict[str, BatchFn] = {
             "encode": lambda _, images: rt.encode(images),
@@ -59,7 +60,12 @@ class LoadedModel:
         }
         self.batchers = {
             op: MicroBatcher(
-                f"{self.key}/{op}", fn, settings.batch_max_size, settings.batch_max_delay_us, settings.batch_queue_size
+                f"{self.key}/{op}",
+                fn,
+                settings.batch_max_size,
+                settings.batch_max_delay_us,
+                settings.batch_queue_size,
+                on_batch=metrics.batch_observer(self.key, op),
             )
             for op, fn in fns.items()
         }
@@ -100,7 +106,7 @@ async def reload_registry(state: Any, settings: Settings, lock: asyncio.Lock) ->
     async with lock:
         new = await run_in_threadpool(ModelRegistry.load, settings)
         await run_in_threadpool(new.warm_up)
-        new.start_batching(settings)
+        new.start_batching(settings, state.metrics)
         old: ModelRegistry | None = state.registry
         state.registry = new
     if old is not None:
@@ -170,10 +176,10 @@ class ModelRegistry:
             m for name in sorted(self._models) for _, m in sorted(self._models[name].items(), key=lambda kv: int(kv[0]))
         ]
 
-    def start_batching(self, settings: Settings) -> None:
+    def start_batching(self, settings: Settings, metrics: ServiceMetrics) -> None:
         if settings.batching:
             for m in self.all():
-                m.start_batching(settings)
+                m.start_batching(settings, metrics)
 
     async def stop_batching(self) -> None:
         await asyncio.gather(*(m.stop_batching() for m in self.all()))
