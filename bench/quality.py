@@ -31,7 +31,7 @@ BASELINE = [
     "--set", "train.lr=0.001", "--set", "train.batch_size=128", "--set", 'train.keep="last"',
     "--set", "train.early_stopping_patience=0", "--set", "train.warmup_epochs=0", "--set", "train.threads=1",
 ]  # fmt: skip
-DEFAULT_CONFIG = ROOT / "training" / "configs" / "mnist.toml"
+DEFAULT_CONFIG = Path("training/configs/mnist.toml")  # relative to ROOT, where the runs start
 RESULTS = ROOT / "bench" / "results"
 
 
