@@ -72,6 +72,9 @@ class RequestMiddleware:
                 if status == 0:  # nothing sent yet: we can still answer
                     detail = f"the request took longer than {self.settings.request_timeout_s:g} s"
                     await _send_problem(send_with_id, 504, "timeout", "Gateway timeout", detail)
+            except Exception:
+                status = status or 500  # Starlette's outermost handler answers it with the 500 problem
+                raise
             finally:
                 self.in_flight -= limited
                 self.metrics.in_flight.dec()

@@ -199,3 +199,17 @@ def test_reload_is_off_without_keys(client: TestClient) -> None:
     assert_problem(
         client.post("/v1/admin/reload"), 403, "Forbidden", "the admin API is off: it needs VAESERVE_API_KEYS"
     )
+
+
+def test_a_bug_is_a_500_problem_without_a_trace(repository: Path, digit_pngs, monkeypatch, caplog) -> None:
+    with TestClient(create_app(Settings(model_repository=repository)), raise_server_exceptions=False) as c:
+
+        async def broken(*args, **kwargs):
+            raise RuntimeError("secret internals")
+
+        monkeypatch.setattr(c.app.state.registry.default, "encode", broken)
+        with caplog.at_level(logging.INFO, logger="app.access"):
+            r = c.post("/v1/encode", content=digit_pngs[0], headers=PNG)
+        assert_problem(r, 500, "Internal server error", "the server failed to answer; see its logs")
+        assert "secret" not in r.text and "Traceback" not in r.text
+        assert [rec.status for rec in caplog.records if rec.name == "app.access"] == [500]
