@@ -139,6 +139,7 @@ class ModelRegistry:
             inter_op_threads=settings.ort_inter_op_threads,
             graph_optimization=settings.ort_graph_optimization,
             providers=tuple(settings.ort_providers),
+            memory_arena=settings.ort_memory_arena,
         )
         root = settings.model_repository
         found = list_repository(root)

@@ -40,7 +40,8 @@ class RuntimeOptions:
     inter_op_threads: int = 0
     graph_optimization: str = "all"
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    decode_chunk: int = 4096  # latents per decoder call when scoring with many samples
+    decode_chunk: int = 64  # latents per decoder call when scoring: bounds ONNX Runtime's memory
+    memory_arena: bool = False  # ORT's CPU arena keeps its peak forever; without it memory is returned
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class VAERuntime:
         opts.intra_op_num_threads = self.options.intra_op_threads
         opts.inter_op_num_threads = self.options.inter_op_threads
         opts.graph_optimization_level = _OPTIMIZATION[self.options.graph_optimization]
+        opts.enable_cpu_mem_arena = self.options.memory_arena
         try:
             return ort.InferenceSession(path, opts, providers=list(self.options.providers))
         except Exception as exc:  # ORT raises its own untyped errors for a bad graph
@@ -173,8 +175,8 @@ class VAERuntime:
         return self.decode(mean)
 
     def log_likelihood(self, images: F32, params: F32) -> F64:
-        """log p(x|z) per row for images (N, C, H, W) and parameters (N, K, C, H, W) -> (N, K)."""
-        x = images[:, None].astype(np.float64)
+        """log p(x|z) summed over pixels, for images and parameters of the same shape (..., C, H, W)."""
+        x = images.astype(np.float64)
         if self.manifest.likelihood.kind == "bernoulli":
             return S.bernoulli_log_prob(x, params)
         log_scale = np.asarray(self.manifest.likelihood.log_scale or [0.0], dtype=np.float64)
@@ -192,16 +194,16 @@ class VAERuntime:
         images = np.asarray(images, dtype=np.float32)
         mean, log_var = self.encode(images)  # (N, D)
         eps = noise(seed, (k, self.latent_dim))  # (K, D), shared across images
-        std = np.exp(0.5 * log_var)
-        log_px = np.empty((len(images), k))  # (N, K)
-        rows_per_chunk = max(1, self.options.decode_chunk // k)
-        for start in range(0, len(images), rows_per_chunk):
-            part = slice(start, start + rows_per_chunk)
-            z = mean[part, None] + std[part, None] * eps[None]  # (n, K, D)
-            params = self.decode_params(z.reshape(-1, self.latent_dim))
-            log_px[part] = self.log_likelihood(images[part], params.reshape(*z.shape[:2], *params.shape[1:]))
-        z_all = mean[:, None] + std[:, None] * eps[None]  # (N, K, D)
-        log_weights = log_px + S.standard_normal_log_prob(z_all) - S.diag_normal_log_prob(eps[None], log_var[:, None])
+        z = mean[:, None] + np.exp(0.5 * log_var)[:, None] * eps[None]  # (N, K, D)
+        flat = z.reshape(-1, self.latent_dim)  # (N*K, D): row r belongs to image r // K
+        flat_log_px = np.empty(len(flat))
+        # Decode in chunks of rows, whatever N and K: ONNX Runtime's memory grows with the
+        # largest call it ever served, so no request may make one call huge.
+        for start in range(0, len(flat), self.options.decode_chunk):
+            rows = np.arange(start, min(start + self.options.decode_chunk, len(flat)))
+            flat_log_px[rows] = self.log_likelihood(images[rows // k], self.decode_params(flat[rows]))
+        log_px = flat_log_px.reshape(len(images), k)  # (N, K)
+        log_weights = log_px + S.standard_normal_log_prob(z) - S.diag_normal_log_prob(eps[None], log_var[:, None])
         reconstruction = -log_px.mean(axis=1)
         kl = S.kl_to_standard_normal(mean, log_var)
         iwae_nll = -S.iwae_log_likelihood(log_weights)
