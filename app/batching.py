@@ -98,7 +98,15 @@ class MicroBatcher:
         return self._queue.qsize() + len(self._held)
 
     async def submit(self, key: Hashable, rows: NDArray[np.float32]) -> Outputs:
-        """Queue `rows` (N, ...) and wait for the function's outputs for them, each (N, ...)."""
+        """Queue `rows` (N, ...) and wait for the function's outputs for them, each (N, ...).
+
+        More rows than a batch holds are split into full batches, so no single call (and so
+        no ONNX Runtime memory arena) grows past `max_batch_size` rows.
+        """
+        if len(rows) > self._max_rows:
+            parts = [rows[i : i + self._max_rows] for i in range(0, len(rows), self._max_rows)]
+            results = await asyncio.gather(*(self.submit(key, part) for part in parts))
+            return tuple(np.concatenate(outs) for outs in zip(*results, strict=True))
         loop = asyncio.get_running_loop()
         if self._closing:
             return await loop.run_in_executor(None, self._fn, key, rows)
@@ -110,21 +118,30 @@ class MicroBatcher:
             raise QueueFullError(f"{self.name}: {self._queue.maxsize} requests already queued") from None
         return await job.future
 
-    async def _next(self, timeout: float | None) -> _Job | None:
-        if timeout is not None and timeout <= 0:
+    def _take(self, key: Hashable, batch: list[_Job], rows: int) -> int:
+        """Move queued jobs of `key` into the batch while they fit; hold the others."""
+        while rows < self._max_rows:
             try:
-                return self._queue.get_nowait()
+                job = self._queue.get_nowait()
             except asyncio.QueueEmpty:
-                return None
-        try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
-        except TimeoutError:
-            return None
+                break
+            if job.key == key and rows + len(job.rows) <= self._max_rows:
+                batch.append(job)
+                rows += len(job.rows)
+            else:
+                self._held.append(job)
+                if job.key == key:  # it would overflow this batch: run what we have
+                    break
+        return rows
 
     async def _gather(self) -> list[_Job]:
-        """The oldest job and every job of its key that arrives before the batch is full or due."""
-        first = self._held.popleft() if self._held else await self._next(None)
-        assert first is not None
+        """The oldest job and the jobs of its key that are waiting, or arrive within the delay.
+
+        Under load, jobs pile up while the previous batch runs, so batches form without any
+        waiting; the delay only helps when requests trickle in. (Under uvloop, sleeps below
+        1 ms round down to none.)
+        """
+        first = self._held.popleft() if self._held else await self._queue.get()
         self._busy = True  # from here on, jobs live in this batch: stop() must wait for them
         batch, rows = [first], len(first.rows)
         for held in list(self._held):  # held jobs of this key go first, in order
@@ -132,18 +149,10 @@ class MicroBatcher:
                 self._held.remove(held)
                 batch.append(held)
                 rows += len(held.rows)
-        deadline = time.perf_counter() + self._max_delay
-        while rows < self._max_rows:
-            job = await self._next(deadline - time.perf_counter())
-            if job is None:
-                break
-            if job.key == first.key and rows + len(job.rows) <= self._max_rows:
-                batch.append(job)
-                rows += len(job.rows)
-            else:
-                self._held.append(job)
-                if job.key == first.key:  # it would overflow this batch: run what we have
-                    break
+        rows = self._take(first.key, batch, rows)
+        if self._max_delay > 0 and rows < self._max_rows:
+            await asyncio.sleep(self._max_delay)
+            self._take(first.key, batch, rows)
         return batch
 
     async def _run(self) -> None:

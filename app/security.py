@@ -30,7 +30,7 @@ def key_is_valid(presented: str, keys: list[str]) -> bool:
     return any(matches)
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:
     """A dependency: 401 with a Bearer challenge unless a configured key is presented."""
     keys: list[str] = request.app.state.settings.api_keys
     if not keys:

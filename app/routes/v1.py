@@ -10,6 +10,7 @@ import base64
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Query, Request, Response
 from numpy.typing import NDArray
 
@@ -83,6 +84,12 @@ def _scores_out(scores: ImageScores, i: int) -> dict[str, float]:
     return {name: float(getattr(scores, name)[i]) for name in s.ImageScores.model_fields}
 
 
+def json_response(payload: dict[str, Any]) -> Response:
+    """JSON straight from numpy arrays with orjson, past pydantic: these answers are built
+    here from validated values, and response_model keeps documenting their schema."""
+    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+
+
 def _ref(model: LoadedModel) -> dict[str, str]:
     return {"model": model.manifest.name, "version": model.manifest.version}
 
@@ -94,16 +101,13 @@ async def encode_images(
     settings: SettingsDep,
     sample: Annotated[bool, Query(description="also return one draw z from q(z|x)")] = False,
     seed: Seed = 0,
-) -> s.EncodeResponse:
+) -> Response:
     """Encode images to the mean and log-variance of q(z|x)."""
     images = await read_images(request, model.manifest.input, settings)
     mean, log_var = await model.encode(images)
-    z = sample_posterior(mean, log_var, seed) if sample else mean
-    results = [
-        s.EncodedImage(mean=mean[i].tolist(), log_var=log_var[i].tolist(), z=z[i].tolist() if sample else None)
-        for i in range(len(images))
-    ]
-    return s.EncodeResponse(**_ref(model), latent_dim=model.manifest.latent_dim, results=results)
+    z = sample_posterior(mean, log_var, seed) if sample else None
+    results = [{"mean": mean[i], "log_var": log_var[i], "z": None if z is None else z[i]} for i in range(len(images))]
+    return json_response({**_ref(model), "latent_dim": model.manifest.latent_dim, "results": results})
 
 
 @router.post(
@@ -124,8 +128,8 @@ async def decode_latents(request: Request, model: ModelDep, settings: SettingsDe
         grid = images[0] if len(images) == 1 else make_grid(images)
         return Response(encode_png(grid), media_type=PNG)
     if body.format == "array":
-        return s.ImagesResponse(**_ref(model), arrays=images.tolist())
-    return s.ImagesResponse(**_ref(model), images=[_b64_png(image) for image in images])
+        return json_response({**_ref(model), "images": None, "arrays": images})
+    return json_response({**_ref(model), "images": [_b64_png(image) for image in images], "arrays": None})
 
 
 def _rectangular(latents: list[list[float]], dim: int) -> NDArray[np.float32]:
@@ -156,13 +160,10 @@ async def get_samples(
     images = await model.decode(z)
     if format == "png":
         return Response(encode_png(make_grid(images)), media_type=PNG)
-    return s.SamplesResponse(
-        **_ref(model),
-        seed=seed,
-        temperature=temperature,
-        images=[_b64_png(image) for image in images],
-        latents=z.tolist(),
-    )
+    return json_response(
+        {**_ref(model), "seed": seed, "temperature": temperature, "images": [_b64_png(image) for image in images],
+         "arrays": None, "latents": z}
+    )  # fmt: skip
 
 
 @router.post("/reconstruct", response_model=s.ReconstructResponse, openapi_extra=IMAGE_BODY, responses=ERRORS)
@@ -173,7 +174,7 @@ async def reconstruct_images(
     importance_samples: Annotated[int | None, Query(description="K; the calibration's K when absent")] = None,
     seed: Seed = 0,
     format: Annotated[Literal["png", "array"], Query(description="base64 PNGs or pixel arrays")] = "png",
-) -> s.ReconstructResponse:
+) -> Response:
     """Reconstruct images from their posterior mean, with their scores."""
     k = _importance_samples(model, importance_samples, settings.max_importance_samples)
     images = await read_images(request, model.manifest.input, settings)
@@ -181,14 +182,14 @@ async def reconstruct_images(
     recon = await model.decode(mean)
     scores = await model.score(images, k, seed)
     results = [
-        s.ReconstructedImage(
-            image=_b64_png(recon[i]) if format == "png" else None,
-            array=recon[i].tolist() if format == "array" else None,
-            scores=s.ImageScores(**_scores_out(scores, i)),
-        )
+        {
+            "image": _b64_png(recon[i]) if format == "png" else None,
+            "array": recon[i] if format == "array" else None,
+            "scores": _scores_out(scores, i),
+        }
         for i in range(len(images))
     ]
-    return s.ReconstructResponse(**_ref(model), importance_samples=k, seed=seed, results=results)
+    return json_response({**_ref(model), "importance_samples": k, "seed": seed, "results": results})
 
 
 @router.post("/score", response_model=s.ScoreResponse, openapi_extra=IMAGE_BODY, responses=ERRORS)
@@ -202,7 +203,7 @@ async def score_images(
     false_positive_rate: Annotated[
         float | None, Query(gt=0, lt=1, description="threshold at this rate on the calibration scores")
     ] = None,
-) -> s.ScoreResponse:
+) -> Response:
     """Score images for anomalies: all scores, the threshold, a p-value and the decision."""
     k = _importance_samples(model, importance_samples, settings.max_importance_samples)
     images = await read_images(request, model.manifest.input, settings)
@@ -217,23 +218,18 @@ async def score_images(
         threshold = cal.threshold if same else threshold_at_fpr(cal.scores[name], fpr)
         p = p_values(cal.scores[name], values).tolist()
     results = [
-        s.ScoredImage(
+        {
             **_scores_out(scores, i),
-            score=float(values[i]),
-            p_value=p[i],
-            is_anomaly=None if threshold is None else bool(values[i] > threshold),
-        )
+            "score": values[i],
+            "p_value": p[i],
+            "is_anomaly": None if threshold is None else bool(values[i] > threshold),
+        }
         for i in range(len(values))
     ]
-    return s.ScoreResponse(
-        **_ref(model),
-        importance_samples=k,
-        seed=seed,
-        score=name,
-        threshold=threshold,
-        false_positive_rate=fpr,
-        results=results,
-    )
+    return json_response(
+        {**_ref(model), "importance_samples": k, "seed": seed, "score": name, "threshold": threshold,
+         "false_positive_rate": fpr, "results": results}
+    )  # fmt: skip
 
 
 def _summary(model: LoadedModel, default: bool) -> dict[str, Any]:

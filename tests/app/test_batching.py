@@ -153,3 +153,20 @@ def test_a_stopped_batcher_still_answers_late_callers() -> None:
 
     doubled, _ = run(main())
     assert doubled[0, 0] == 6.0
+
+
+def test_big_jobs_are_split_into_full_batches() -> None:
+    fn = Recorder()
+
+    async def main():
+        batcher = MicroBatcher("t", fn, max_batch_size=4, max_delay_us=0, queue_size=10)
+        batcher.start()
+        rows = np.arange(10, dtype=np.float32).reshape(10, 1)
+        out = await batcher.submit("k", rows)
+        await batcher.stop()
+        return rows, out
+
+    rows, (doubled, sums) = run(main())
+    np.testing.assert_array_equal(doubled, rows * 2)
+    np.testing.assert_array_equal(sums, rows[:, 0])
+    assert sorted(n for _, n in fn.calls) == [2, 4, 4]
