@@ -107,6 +107,9 @@ def run(args: argparse.Namespace) -> Path:
     """Everything from config to a written bundle; raises the domain errors main() reports."""
     config = build_config(args)
     version = args.out.name if args.out.name.isdigit() else "1"
+    if not config.name:  # a bundle in <root>/<name>/<version>/ is served as <name>
+        config.name = args.out.parent.name if args.out.name.isdigit() and args.out.parent.name else "vae"
+        config.validate()
     check_output_dir(args.out, force=args.force)
     note = args.card_note.read_text() if args.card_note else ""
     run_dir = args.run_dir or Path("runs") / config.name / version

@@ -87,7 +87,7 @@ class CalibrationConfig:
 class RunConfig:
     """Everything that determines a training run."""
 
-    name: str = "vae"
+    name: str = ""  # empty: named after the output folder (<name>/<version>), else "vae"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -96,7 +96,7 @@ class RunConfig:
     def validate(self) -> RunConfig:
         """Check values that the dataclass types cannot; return self."""
         m, d, t = self.model, self.data, self.train
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
+        if self.name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
             raise ConfigError(f"name {self.name!r} may hold only letters, digits, '_', '.' and '-'")
         if m.latent_dim < 1:
             raise ConfigError(f"model.latent_dim must be >= 1, got {m.latent_dim}")

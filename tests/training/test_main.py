@@ -176,3 +176,13 @@ def test_gaussian_mlp_bundle_end_to_end(digits_npz: Path, tmp_path: Path) -> Non
     scores = VAERuntime(bundle).score(images, importance_samples=test.importance_samples, seed=0)
     assert scores.iwae_nll.mean() == pytest.approx(test.iwae_nll, rel=1e-9)
     assert scores.neg_elbo.mean() == pytest.approx(test.neg_elbo, rel=1e-9)
+
+
+def test_the_name_defaults_to_the_repository_folder(digits_npz: Path, tmp_path: Path) -> None:
+    out = tmp_path / "repo" / "sevens" / "3"
+    code = cli.main(
+        ["--data", str(digits_npz), "--epochs", "1", "--out", str(out), "--run-dir", str(tmp_path / "r"), *TINY_ARGS]
+    )
+    assert code == 0
+    manifest = load_bundle(out).manifest
+    assert (manifest.name, manifest.version) == ("sevens", "3")
