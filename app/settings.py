@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     ort_inter_op_threads: int = Field(1, ge=0)
     ort_graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     ort_providers: list[str] = ["CPUExecutionProvider"]
-    ort_memory_arena: bool = False  # ONNX Runtime's CPU arena: a little faster, but RSS stays at its peak
+    ort_memory_arena: bool = True  # ONNX Runtime's CPU arena: faster and less fragmented; RSS keeps its peak
 
     batching: bool = True  # gather concurrent requests into one ONNX Runtime call per model
     batch_max_size: int = Field(64, ge=1)  # rows (images or latents) per batch

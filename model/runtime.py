@@ -41,7 +41,7 @@ class RuntimeOptions:
     graph_optimization: str = "all"
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     decode_chunk: int = 64  # latents per decoder call when scoring: bounds ONNX Runtime's memory
-    memory_arena: bool = False  # ORT's CPU arena keeps its peak forever; without it memory is returned
+    memory_arena: bool = True  # ORT's CPU arena: reuses buffers; keeps its peak, which decode_chunk bounds
 
 
 @dataclass(frozen=True)
