@@ -1,8 +1,8 @@
 """Load benchmark: vaeserve against the service a typical user writes, and against its own ceiling.
 
-    python bench/load.py                 # the shipped model and a 64x64 RGB model, 10 s per run, about 6 minutes
-    python bench/load.py --quick         # 2 s per run, c=1 and 16 only: a smoke test, about a minute
-    python bench/load.py --repository /tmp/zoo --model mnist-vae --out /tmp/load.json
+    python -m bench.load                 # the shipped model and a 64x64 RGB model, 10 s per run, about 6 minutes
+    python -m bench.load --quick         # 2 s per run, c=1 and 16 only: a smoke test, about a minute
+    python -m bench.load --repository /tmp/zoo --model mnist-vae --out /tmp/load.json
 
 For two models, the shipped 28x28 one (`--repository`, `--model`) and a 64x64x3 conv VAE with
 random weights (bench/make_big_model.py), one run measures with `hey`, at concurrency 1, 16 and 64:
@@ -30,7 +30,6 @@ import os
 import platform
 import re
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,14 +47,13 @@ import numpy as np
 import onnxruntime
 from PIL import Image
 
+from bench.harness import PORT, ROOT, Live, rss_bytes, serve, without_settings
 from model.bundle import InputSpec, Manifest, list_repository, load_bundle
 from model.runtime import RuntimeOptions, VAERuntime
 
-ROOT = Path(__file__).resolve().parent.parent
 SERVER_CORE, HEY_CORE = 0, 1
 BATCH = 256  # images per batched request, and the in-process batch compared with it
 READY_TIMEOUT_S = 120.0
-POLL_S = 0.005
 COLD_STARTS = 3
 WARM_UP_REQUESTS = 5
 BOUNDARY = "vaeserve-bench-boundary-7f3a9c"
@@ -123,9 +121,6 @@ def make_bodies(spec: InputSpec, folder: Path) -> dict[str, Body]:
 # -- servers -------------------------------------------------------------------------------
 
 
-PORT = "{port}"  # in a ServerSpec's argv: the free port chosen when it starts
-
-
 @dataclass(frozen=True)
 class ServerSpec:
     name: str
@@ -134,104 +129,30 @@ class ServerSpec:
     ready_path: str
 
 
-@dataclass(frozen=True)
-class Live:
-    pid: int
-    url: str
-    ready_s: float  # process start to the first 200 from the ready path
+@contextmanager
+def running(spec: ServerSpec) -> Iterator[Live]:
+    """The server pinned to SERVER_CORE, once ready; stopped by its PID at the end."""
+    argv = ["taskset", "-c", str(SERVER_CORE), *spec.argv]
+    with serve(argv, ready_path=spec.ready_path, env=spec.env, timeout_s=READY_TIMEOUT_S) as live:
+        yield live
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without VAESERVE_* settings, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VAESERVE_")}
-    return {**env, **extra}
+def rss_kib(pid: int) -> int:
+    return rss_bytes(pid) // 1024
 
 
 def vaeserve(bundle: Path, model: str, batching: bool) -> ServerSpec:
     argv = [sys.executable, "-m", "app", "--repository", str(bundle), "--port", PORT, "--default-model", model]
-    env = clean_env(VAESERVE_BATCHING=str(batching).lower(), VAESERVE_ORT_INTRA_OP_THREADS="1", VAESERVE_WORKERS="1")
+    env = without_settings(
+        VAESERVE_BATCHING=str(batching).lower(), VAESERVE_ORT_INTRA_OP_THREADS="1", VAESERVE_WORKERS="1"
+    )
     return ServerSpec("on" if batching else "off", argv, env, "/readyz")
 
 
 def naive(bundle: Path) -> ServerSpec:
     argv = [sys.executable, "-m", "uvicorn", "naive_app:app", "--app-dir", "bench"]
     argv += ["--host", "127.0.0.1", "--port", PORT, "--workers", "1"]
-    return ServerSpec("naive", argv, clean_env(NAIVE_BUNDLE=str(bundle)), "/healthz")
-
-
-@contextmanager
-def running(spec: ServerSpec, log_dir: Path) -> Iterator[Live]:
-    """Start the server on SERVER_CORE, wait until it is ready, and stop it (by its pid) at the end."""
-    port = str(free_port())
-    url = f"http://127.0.0.1:{port}"
-    log_path = log_dir / f"{spec.name}-{port}.log"
-    with log_path.open("wb") as log, httpx.Client(timeout=1.0) as client:
-        argv = ["taskset", "-c", str(SERVER_CORE), *(port if arg == PORT else arg for arg in spec.argv)]
-        started = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=ROOT, env=spec.env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            ready_s = wait_ready(proc, client, url + spec.ready_path, started, log_path)
-            yield Live(proc.pid, url, ready_s)
-        finally:
-            stop(proc)
-
-
-def wait_ready(proc: subprocess.Popen[bytes], client: httpx.Client, url: str, started: float, log: Path) -> float:
-    while time.perf_counter() - started < READY_TIMEOUT_S:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server for {url} exited with {proc.returncode}; its log:\n{log_tail(log)}")
-        try:
-            if client.get(url).status_code == 200:
-                return time.perf_counter() - started
-        except httpx.TransportError:
-            pass
-        time.sleep(POLL_S)
-    raise RuntimeError(f"{url} not ready after {READY_TIMEOUT_S:g} s; the server's log:\n{log_tail(log)}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=20)
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def rss_kib(root: int) -> int:
-    """VmRSS summed over `root` and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rpartition(")")[2].split()[1])
-        except (OSError, IndexError, ValueError):  # the process has gone
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += vm_rss_kib(pid)
-        todo += children.get(pid, [])
-    return total
-
-
-def vm_rss_kib(pid: int) -> int:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-    return int(match.group(1)) if match else 0
+    return ServerSpec("naive", argv, without_settings(NAIVE_BUNDLE=str(bundle)), "/healthz")
 
 
 # -- load with hey -------------------------------------------------------------------------
@@ -392,7 +313,7 @@ class ModelResult:
 def measure_server(
     spec: ServerSpec, targets: list[Target], latent_dim: int, seconds: float, logs: Path
 ) -> ServerResult:
-    with running(spec, logs) as live:
+    with running(spec) as live:
         before = rss_kib(live.pid)
         runs = []
         for target in targets:
@@ -456,7 +377,7 @@ def cold_starts(bundle: Path, work: Path) -> list[float]:
     name = load_bundle(bundle).manifest.name  # what the service calls it: the manifest's name, not the folder's
     times = []
     for _ in range(COLD_STARTS):
-        with running(vaeserve(bundle, name, batching=True), work) as live:
+        with running(vaeserve(bundle, name, batching=True)) as live:
             times.append(live.ready_s)
     return times
 
@@ -606,7 +527,7 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    command = "python " + shlex.join(sys.argv if argv is None else ["bench/load.py", *argv])
+    command = "python -m bench.load " + shlex.join(sys.argv[1:] if argv is None else argv)
     print(f"$ {command}", flush=True)
     check_machine()
     concurrencies = (1, 16) if args.quick else (1, 16, 64)

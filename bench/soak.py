@@ -1,7 +1,7 @@
 """Soak test: mixed valid and invalid traffic against a real server, counting every answer.
 
-    python bench/soak.py --duration 60 --concurrency 32        # against the shipped model
-    python bench/soak.py --repository DIR --model NAME --duration 10 --json out.json
+    python -m bench.soak --duration 60 --concurrency 32        # against the shipped model
+    python -m bench.soak --repository DIR --model NAME --duration 10 --json out.json
 
 Starts `python -m app` on 127.0.0.1, sends `concurrency` loops of requests for `duration`
 seconds (a bounded loop: it stops by itself), and reports requests sent, answers by status
@@ -19,21 +19,19 @@ import io
 import json
 import os
 import random
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from subprocess import Popen
 
 import httpx2 as httpx
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.harness import PORT, rss_bytes, serve
 
 
 @dataclass(frozen=True)
@@ -129,63 +127,16 @@ async def drive(
     return result
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident set size of a process and its children (uvicorn workers), from /proc."""
-    total = 0
-    for p in [pid, *_children(pid)]:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except FileNotFoundError:
-            pass
-    return total
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        kids = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        return []
-    return kids + [g for k in kids for g in _children(k)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def server(
     repository: Path | None, env: dict[str, str] | None = None, *args: str
-) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+) -> Iterator[tuple[str, Popen[bytes]]]:
     """`python -m app` on a free 127.0.0.1 port; yields (url, process) once /readyz is 200."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "app", "--port", str(port), "--log-level", "warning", *args]
+    argv = [sys.executable, "-m", "app", "--port", PORT, "--log-level", "warning", *args]
     if repository is not None:
-        cmd += ["--repository", str(repository)]
-    with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, **(env or {})})  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise RuntimeError(f"server did not become ready (exit {proc.poll()}): {log.read()[-2000:]}")
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.05)
-            yield url, proc
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=30)
+        argv += ["--repository", str(repository)]
+    with serve(argv, env={**os.environ, **(env or {})}) as live:
+        yield live.url, live.proc
 
 
 def soak(repository: Path | None, model: str | None, duration: float, concurrency: int) -> dict[str, object]:
@@ -216,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--json", type=Path, help="also write the report here")
     args = p.parse_args(argv)
-    print("$ python bench/soak.py " + " ".join(sys.argv[1:] if argv is None else argv), flush=True)
+    print("$ python -m bench.soak " + " ".join(sys.argv[1:] if argv is None else argv), flush=True)
     report = soak(args.repository, args.model, args.duration, args.concurrency)
     text = json.dumps(report, indent=2)
     print(text)

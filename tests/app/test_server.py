@@ -6,11 +6,8 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 import venv
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,43 +19,19 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from bench import harness
+from bench.harness import PORT
 from model.errors import BundleError
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def serve(repository: Path, python: str = sys.executable, *args: str, cwd: Path = ROOT) -> Iterator[str]:
     """Run `python -m app` on a free port until the block ends; yield its base URL once ready."""
-    port = free_port()
-    cmd = [python, "-m", "app", "--repository", str(repository), "--port", str(port), "--log-level", "warning", *args]
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    log.seek(0)
-                    raise AssertionError(f"server exited with {proc.returncode}: {log.read()}")
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
-            else:
-                raise AssertionError("server did not become ready in 60 s")
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+    argv = [python, "-m", "app", "--repository", str(repository), "--port", PORT, "--log-level", "warning", *args]
+    with harness.serve(argv, cwd=cwd) as live:
+        yield live.url
 
 
 def exercise_every_endpoint(url: str, png: bytes) -> dict[str, object]:
@@ -121,7 +94,7 @@ def test_a_broken_bundle_stops_the_service_at_start_up(
     breakage(broken / "digits" / "2")
     with pytest.raises(BundleError, match=message), TestClient(create_app(Settings(model_repository=broken))):
         pass
-    port = free_port()
+    port = harness.free_port()
     proc = subprocess.run(
         [sys.executable, "-m", "app", "--repository", str(broken), "--port", str(port)],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
