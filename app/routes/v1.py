@@ -67,6 +67,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 Seed = Annotated[int, Query(ge=0, le=2**63 - 1, description="seed of the noise; the same seed gives the same answer")]
+ImportanceSamples = Annotated[int | None, Query(description="K, samples from q(z|x); the calibration's K when absent")]
 
 
 def _b64_png(image: NDArray[np.float32]) -> str:
@@ -171,7 +172,7 @@ async def reconstruct_images(
     request: Request,
     model: ModelDep,
     settings: SettingsDep,
-    importance_samples: Annotated[int | None, Query(description="K; the calibration's K when absent")] = None,
+    importance_samples: ImportanceSamples = None,
     seed: Seed = 0,
     format: Annotated[Literal["png", "array"], Query(description="base64 PNGs or pixel arrays")] = "png",
 ) -> Response:
@@ -197,7 +198,7 @@ async def score_images(
     request: Request,
     model: ModelDep,
     settings: SettingsDep,
-    importance_samples: Annotated[int | None, Query(description="K; the calibration's K when absent")] = None,
+    importance_samples: ImportanceSamples = None,
     seed: Seed = 0,
     score: Annotated[s.ScoreName | None, Query(description="decision score; the calibrated one when absent")] = None,
     false_positive_rate: Annotated[
