@@ -1,4 +1,4 @@
-"""The encoding service a typical user writes first: the baseline bench/load.py compares vaeserve with.
+"""The encoding service a typical user writes first: the baseline `python -m bench.load` compares vaeserve with.
 
     NAIVE_BUNDLE=model/zoo/mnist-vae/1 uvicorn naive_app:app --app-dir bench --host 127.0.0.1 --port 8001
 
