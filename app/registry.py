@@ -19,7 +19,7 @@ from app.metrics import ServiceMetrics
 from app.settings import Settings
 from model.bundle import Manifest, list_repository, load_bundle
 from model.errors import BundleError
-from model.runtime import SCORE_NAMES, ImageScores, RuntimeOptions, VAERuntime
+from model.runtime import ImageScores, RuntimeOptions, VAERuntime
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class LoadedModel:
         fns: dict[str, BatchFn] = {
             "encode": lambda _, images: rt.encode(images),
             "decode": lambda _, z: (rt.decode(z),),
-            "score": lambda key, images: _score_arrays(rt.score(images, *key)),  # type: ignore[misc]
+            "score": lambda key, images: rt.score(images, *key).as_arrays(),  # type: ignore[misc]
         }
         self.batchers = {
             op: MicroBatcher(
@@ -93,7 +93,7 @@ class LoadedModel:
         if "score" not in self.batchers:
             return await run_in_threadpool(self.runtime.score, images, importance_samples, seed)
         arrays = await self.batchers["score"].submit((importance_samples, seed), images)
-        return ImageScores(**dict(zip(SCORE_NAMES, arrays, strict=True)), importance_samples=importance_samples)  # type: ignore[arg-type]
+        return ImageScores.from_arrays(arrays, importance_samples)
 
 
 async def reload_registry(state: Any, settings: Settings, lock: asyncio.Lock) -> ModelRegistry:
@@ -113,10 +113,6 @@ async def reload_registry(state: Any, settings: Settings, lock: asyncio.Lock) ->
         await old.stop_batching()
     log.info("reloaded: %s", ", ".join(m.key for m in new.all()))
     return new
-
-
-def _score_arrays(scores: ImageScores) -> tuple[NDArray[np.float64], ...]:
-    return tuple(scores.by_name(name) for name in SCORE_NAMES)
 
 
 class ModelRegistry:

@@ -11,6 +11,7 @@ answers with it, so both compute the same numbers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,7 +55,16 @@ class ImageScores:
     iwae_nll: F64  # -log p(x) by importance sampling with K samples
     bits_per_dim: F64  # of iwae_nll
     mse: F64  # mean squared error per pixel of the reconstruction from the posterior mean
+    reconstructions: F32  # (N, C, H, W): decoded from the posterior mean, the images mse compares
     importance_samples: int = 0
+
+    def as_arrays(self) -> tuple[F64 | F32, ...]:
+        """Every per-image array, in ARRAY_FIELDS order (for batching and concatenation)."""
+        return tuple(getattr(self, name) for name in ARRAY_FIELDS)
+
+    @classmethod
+    def from_arrays(cls, arrays: Sequence[NDArray[np.generic]], importance_samples: int) -> ImageScores:
+        return cls(**dict(zip(ARRAY_FIELDS, arrays, strict=True)), importance_samples=importance_samples)  # type: ignore[arg-type]
 
     def by_name(self, name: str) -> F64:
         if name not in SCORE_NAMES:
@@ -64,6 +74,7 @@ class ImageScores:
 
 
 SCORE_NAMES = ("neg_elbo", "reconstruction", "kl", "iwae_nll", "bits_per_dim", "mse")
+ARRAY_FIELDS = (*SCORE_NAMES, "reconstructions")
 
 
 def noise(seed: int, shape: tuple[int, ...]) -> F32:
@@ -216,6 +227,7 @@ class VAERuntime:
             iwae_nll=iwae_nll,
             bits_per_dim=S.bits_per_dim(iwae_nll, self.input.dims),
             mse=mse,
+            reconstructions=recon_images,
             importance_samples=k,
         )
 
@@ -225,5 +237,5 @@ def batched_scores(
 ) -> ImageScores:
     """`runtime.score` over a large array in batches; the result does not depend on `batch`."""
     parts = [runtime.score(images[i : i + batch], importance_samples, seed) for i in range(0, len(images), batch)]
-    joined = {name: np.concatenate([getattr(p, name) for p in parts]) for name in SCORE_NAMES}
-    return ImageScores(**joined, importance_samples=importance_samples)
+    joined = [np.concatenate(arrays) for arrays in zip(*(p.as_arrays() for p in parts), strict=True)]
+    return ImageScores.from_arrays(joined, importance_samples)

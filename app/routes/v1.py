@@ -179,9 +179,8 @@ async def reconstruct_images(
     """Reconstruct images from their posterior mean, with their scores."""
     k = _importance_samples(model, importance_samples, settings.max_importance_samples)
     images = await read_images(request, model.manifest.input, settings)
-    mean, _ = await model.encode(images)
-    recon = await model.decode(mean)
     scores = await model.score(images, k, seed)
+    recon = scores.reconstructions  # decoded from the posterior mean by the same call
     results = [
         {
             "image": _b64_png(recon[i]) if format == "png" else None,
