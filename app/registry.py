@@ -119,8 +119,6 @@ class ModelRegistry:
     """name -> version -> LoadedModel, plus which model answers requests that name none."""
 
     def __init__(self, models: list[LoadedModel], default: str | None) -> None:
-        if not models:
-            raise BundleError("model repository", "holds no bundles")
         self._models: dict[str, dict[str, LoadedModel]] = {}
         for m in models:
             self._models.setdefault(m.manifest.name, {})[m.manifest.version] = m
@@ -138,18 +136,23 @@ class ModelRegistry:
             memory_arena=settings.ort_memory_arena,
         )
         root = settings.model_repository
-        found = list_repository(root)
-        if (root / "manifest.json").exists():  # a single bundle given as the repository
-            found = {("", ""): root}
-        models = []
-        for path in found.values():
-            runtime = VAERuntime(load_bundle(path), options)
-            models.append(LoadedModel(runtime))
-            log.info("loaded %s:%s from %s", runtime.manifest.name, runtime.manifest.version, path)
+        single = (root / "manifest.json").exists()  # one bundle given as the repository
+        paths = [root] if single else list(list_repository(root).values())
+        models: dict[str, LoadedModel] = {}
+        for path in paths:
+            model = LoadedModel(VAERuntime(load_bundle(path), options))
+            if model.key in models:
+                raise BundleError(
+                    str(path), f"{model.key} is already served from {models[model.key].runtime.bundle.path}"
+                )
+            if not single and (path.parent.name, path.name) != (model.manifest.name, model.manifest.version):
+                log.warning("%s is served as %s, the name and version in its manifest", path, model.key)
+            models[model.key] = model
+            log.info("loaded %s from %s", model.key, path)
         if not models:
             raise BundleError(str(root), "holds no bundles (<name>/<version>/manifest.json)")
         try:
-            return cls(models, settings.default_model)
+            return cls(list(models.values()), settings.default_model)
         except ModelNotFoundError as exc:
             raise BundleError(str(root), f"default model: {exc}") from None
 

@@ -72,3 +72,25 @@ def test_unknown_default_model_stops_start_up(repository: Path) -> None:
         TestClient(create_app(Settings(model_repository=repository, default_model="nope"))),
     ):
         pass
+
+
+def test_two_bundles_claiming_one_name_and_version_stop_start_up(repository: Path, tmp_path: Path, caplog) -> None:
+    import shutil
+
+    from model.errors import BundleError
+
+    repo = tmp_path / "repo"
+    shutil.copytree(repository, repo)
+    shutil.copytree(repo / "digits" / "1", repo / "copy" / "1")  # its manifest still says digits:1
+    with (
+        pytest.raises(BundleError, match=r"digits:1 is already served from"),
+        TestClient(create_app(Settings(model_repository=repo))),
+    ):
+        pass
+    shutil.rmtree(repo / "digits" / "1")
+    with (
+        caplog.at_level("WARNING", logger="app.registry"),
+        TestClient(create_app(Settings(model_repository=repo))) as c,
+    ):
+        assert c.get("/readyz").json()["models"] == ["digits:1", "digits:2", "other:1"]
+    assert f"{repo / 'copy' / '1'} is served as digits:1" in caplog.text
