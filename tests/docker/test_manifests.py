@@ -1,0 +1,74 @@
+"""The deployment files, validated offline: Kubernetes schemas, Compose, the Dockerfile."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from app.settings import Settings
+
+DOCKER = Path(__file__).resolve().parents[2] / "docker"
+ROOT = DOCKER.parent
+K8S_VERSION = "1.30.0"
+
+
+def _k8s_documents() -> list[tuple[str, dict]]:
+    return [
+        (path.name, doc)
+        for path in sorted((DOCKER / "k8s").glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        for doc in yaml.safe_load_all(path.read_text())
+    ]
+
+
+@pytest.mark.parametrize(("name", "doc"), _k8s_documents(), ids=lambda v: v if isinstance(v, str) else "")
+def test_kubernetes_manifests_are_valid(name: str, doc: dict) -> None:
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    listed = yaml.safe_load((DOCKER / "k8s" / "kustomization.yaml").read_text())["resources"]
+    assert sorted(listed) == sorted(p.name for p in (DOCKER / "k8s").glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+def test_deployment_probes_resources_and_settings() -> None:
+    docs = {doc["kind"]: doc for _, doc in _k8s_documents()}
+    container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert set(container["resources"]) == {"requests", "limits"}
+    assert docs["Deployment"]["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert docs["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == docs["Deployment"]["metadata"]["name"]
+    # Every setting in the ConfigMap is one the service knows, with a value it accepts.
+    data = docs["ConfigMap"]["data"]
+    fields = {f"VAESERVE_{name.upper()}" for name in Settings.model_fields}
+    assert set(data) <= fields, set(data) - fields
+    settings = {key.removeprefix("VAESERVE_").lower(): value for key, value in data.items()}
+    settings["model_repository"] = str(ROOT / "model" / "zoo")  # /models exists only in the pod
+    Settings(**settings)
+
+
+def test_compose_and_prometheus() -> None:
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    service = compose["services"]["vaeserve"]
+    assert service["build"]["args"]["BASE_IMAGE"] == "python:3.11-slim"
+    assert all(port.startswith("127.0.0.1:") for port in service["ports"])
+    assert compose["services"]["prometheus"]["profiles"] == ["monitoring"]
+    scrape = yaml.safe_load((DOCKER / "prometheus.yml").read_text())["scrape_configs"][0]
+    assert scrape["metrics_path"] == "/metrics" and scrape["static_configs"][0]["targets"] == ["vaeserve:8000"]
+
+
+def test_dockerfile_contract() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", text, re.MULTILINE)
+    assert text.count("FROM ${BASE_IMAGE}") == 2  # multi-stage: only /opt/vaeserve reaches the final image
+    assert re.search(r"^USER 10001:10001$", text, re.MULTILINE)
+    assert "HEALTHCHECK" in text and "/healthz" in text
+    entrypoint = re.search(r"^ENTRYPOINT (.+)$", text, re.MULTILINE)
+    assert entrypoint and json.loads(entrypoint.group(1)) == ["python3", "-m", "app"]  # exec form: PID 1 gets SIGTERM
+    assert not re.search(r"install[^\n]*torch", text)  # the image is the serving runtime only
