@@ -48,7 +48,7 @@ class BatchStats:
     rows: int = 0
     jobs: int = 0
     rejected: int = 0
-    sizes: list[int] = field(default_factory=list)  # rows per batch, the last 1000
+    sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1000))  # rows per batch, the last 1000
 
 
 class MicroBatcher:
@@ -190,7 +190,7 @@ class MicroBatcher:
         stats.batches += 1
         stats.rows += len(rows)
         stats.jobs += len(batch)
-        stats.sizes = [*stats.sizes[-999:], len(rows)]
+        stats.sizes.append(len(rows))
         if self._on_batch is not None:
             self._on_batch(len(rows))
         return outputs
