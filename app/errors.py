@@ -1,8 +1,9 @@
-"""RFC 9457 problem details for /v1: every error the service gives, mapped in one place.
+"""Every error the service gives, mapped in one place: RFC 9457 problem details, and
+{"error": "..."} under /v2 as the Open Inference Protocol wants.
 
-Core code raises domain errors (model/errors.py, app/registry.py); the handlers here turn
-them into `application/problem+json` with fixed titles. Stack traces never leave the
-process.
+Core code raises domain errors (model/errors.py, app/registry.py, app/oip.py); the handlers
+here turn them into `application/problem+json` with fixed titles, or into the v2 form with
+the same detail. Stack traces never leave the process.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.batching import QueueFullError
+from app.oip import ProtocolError
 from app.registry import ModelNotFoundError
 from model.errors import InputError, InputTooLargeError, InvalidImageError
 
@@ -41,9 +43,25 @@ def problem_document(status: int, slug: str, title: str, detail: str) -> dict[st
     return {"type": f"urn:vaeserve:problem:{slug}", "title": title, "status": status, "detail": detail}
 
 
-def problem(status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = problem_document(status, slug, title, detail)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+def is_v2(path: str) -> bool:
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def error_document(path: str, status: int, slug: str, title: str, detail: str) -> tuple[int, dict[str, Any], str]:
+    """(status, body, media type) of an error on `path`: a problem document, or v2's {"error": detail}.
+
+    v2 answers a request that is readable but invalid with 400, where v1 says 422.
+    """
+    if is_v2(path):
+        return (400 if status == 422 else status), {"error": detail}, "application/json"
+    return status, problem_document(status, slug, title, detail), PROBLEM_JSON
+
+
+def problem(
+    request: Request, status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    status, body, media = error_document(request.url.path, status, slug, title, detail)
+    return JSONResponse(body, status_code=status, media_type=media, headers=headers)
 
 
 def empty_body() -> ProblemError:
@@ -71,49 +89,58 @@ def install_handlers(app: FastAPI) -> None:
     """Register every exception handler of the service."""
 
     @app.exception_handler(ProblemError)
-    async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
-        return problem(exc.status, exc.slug, exc.title, exc.detail, exc.headers)
+    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        return problem(request, exc.status, exc.slug, exc.title, exc.detail, exc.headers)
 
     @app.exception_handler(InputTooLargeError)
-    async def _too_large(_: Request, exc: InputTooLargeError) -> JSONResponse:
-        return problem(413, "image-too-large", "Image too large", str(exc))
+    async def _too_large(request: Request, exc: InputTooLargeError) -> JSONResponse:
+        return problem(request, 413, "image-too-large", "Image too large", str(exc))
 
     @app.exception_handler(InvalidImageError)
-    async def _invalid_image(_: Request, exc: InvalidImageError) -> JSONResponse:
-        return problem(400, "invalid-image", "Invalid image", str(exc))
+    async def _invalid_image(request: Request, exc: InvalidImageError) -> JSONResponse:
+        return problem(request, 400, "invalid-image", "Invalid image", str(exc))
 
     @app.exception_handler(InputError)
-    async def _invalid_input(_: Request, exc: InputError) -> JSONResponse:
-        return problem(422, "invalid-input", "Invalid input", str(exc))
+    async def _invalid_input(request: Request, exc: InputError) -> JSONResponse:
+        return problem(request, 422, "invalid-input", "Invalid input", str(exc))
 
     @app.exception_handler(QueueFullError)
-    async def _overloaded(_: Request, exc: QueueFullError) -> JSONResponse:
+    async def _overloaded(request: Request, exc: QueueFullError) -> JSONResponse:
         return problem(
-            503, "overloaded", "Service unavailable", "the server is overloaded; retry later", {"Retry-After": "1"}
+            request,
+            503,
+            "overloaded",
+            "Service unavailable",
+            "the server is overloaded; retry later",
+            {"Retry-After": "1"},
         )
 
     @app.exception_handler(ModelNotFoundError)
-    async def _not_found(_: Request, exc: ModelNotFoundError) -> JSONResponse:
-        return problem(404, "model-not-found", "Model not found", str(exc))
+    async def _not_found(request: Request, exc: ModelNotFoundError) -> JSONResponse:
+        return problem(request, 404, "model-not-found", "Model not found", str(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
         where = " ".join(str(p) for p in first["loc"])
-        return problem(422, "invalid-request", "Invalid request", f"{where}: {first['msg']}")
+        return problem(request, 422, "invalid-request", "Invalid request", f"{where}: {first['msg']}")
 
     @app.exception_handler(ValidationError)
-    async def _body_validation(_: Request, exc: ValidationError) -> JSONResponse:
+    async def _body_validation(request: Request, exc: ValidationError) -> JSONResponse:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        return problem(422, "invalid-request", "Invalid request", f"body {where}: {first['msg']}")
+        return problem(request, 422, "invalid-request", "Invalid request", f"body {where}: {first['msg']}")
+
+    @app.exception_handler(ProtocolError)
+    async def _protocol(_: Request, exc: ProtocolError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
-        return problem(exc.status_code, "http", title, str(exc.detail), dict(exc.headers or {}))
+        return problem(request, exc.status_code, "http", title, str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "internal", "Internal server error", "the server failed to answer; see its logs")
+        return problem(request, 500, "internal", "Internal server error", "the server failed to answer; see its logs")

@@ -21,7 +21,7 @@ from app.errors import install_handlers
 from app.metrics import ServiceMetrics
 from app.middleware import RequestMiddleware
 from app.registry import ModelRegistry, reload_registry
-from app.routes import admin, health, metrics, v1
+from app.routes import admin, health, metrics, v1, v2
 from app.security import require_api_key
 from app.settings import Settings
 from model.errors import BundleError
@@ -76,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         (health.router, True),
         (metrics.router, not settings.metrics_need_key),
         (v1.router, False),
+        (v2.health_router, True),
+        (v2.router, False),
         (admin.router, False),
     ]
     for router, is_open in routers:

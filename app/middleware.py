@@ -23,14 +23,14 @@ from typing import Any
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import PROBLEM_JSON, problem_document
+from app.errors import error_document
 from app.metrics import ServiceMetrics
 from app.settings import Settings
 
 access_log = logging.getLogger("app.access")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
 
 
 class RequestMiddleware:
@@ -60,7 +60,7 @@ class RequestMiddleware:
         limited = path not in OPEN_PATHS
         try:
             if limited and self.in_flight >= self.settings.max_concurrent_requests:
-                await _send_problem(send_with_id, 503, "overloaded", "Service unavailable",
+                await _send_problem(send_with_id, path, 503, "overloaded", "Service unavailable",
                                     "the server is overloaded; retry later", {"retry-after": "1"})  # fmt: skip
                 return
             self.in_flight += limited
@@ -71,7 +71,7 @@ class RequestMiddleware:
             except TimeoutError:
                 if status == 0:  # nothing sent yet: we can still answer
                     detail = f"the request took longer than {self.settings.request_timeout_s:g} s"
-                    await _send_problem(send_with_id, 504, "timeout", "Gateway timeout", detail)
+                    await _send_problem(send_with_id, path, 504, "timeout", "Gateway timeout", detail)
             except Exception:
                 status = status or 500  # Starlette's outermost handler answers it with the 500 problem
                 raise
@@ -108,11 +108,12 @@ def _request_id(scope: Scope) -> str:
 
 
 async def _send_problem(
-    send: Send, status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None
+    send: Send, path: str, status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None
 ) -> None:
-    body = json.dumps(problem_document(status, slug, title, detail)).encode()
+    status, document, media = error_document(path, status, slug, title, detail)
+    body = json.dumps(document).encode()
     raw: list[tuple[bytes, bytes]] = [
-        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-type", media.encode()),
         (b"content-length", str(len(body)).encode()),
     ]
     raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]

@@ -1,0 +1,189 @@
+"""The Open Inference Protocol (KServe v2 / Triton), with Triton's binary tensor extension.
+
+Each bundle serves three v2 models, `<name>-encoder`, `<name>-decoder` and `<name>-scorer`
+(app/v2_models.py); the wire format is app/oip.py. Every model route also answers under
+`/versions/{model_version}`. Errors are {"error": "..."} (app/errors.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from app.deps import RegistryDep, SettingsDep
+from app.inputs import read_body
+from app.oip import (
+    HEADER_LENGTH,
+    OCTET_STREAM,
+    ConfigTensor,
+    ErrorResponse,
+    InferRequest,
+    InferResponse,
+    ModelConfig,
+    ModelMetadata,
+    ProtocolError,
+    ServerMetadata,
+    TensorMetadata,
+    decompress,
+    infer_response,
+    parse_infer_request,
+    requested_outputs,
+)
+from app.v2_models import TensorSpec, V2Model, execute, resolve
+
+router = APIRouter(prefix="/v2", tags=["v2"])
+health_router = APIRouter(prefix="/v2", tags=["v2"])  # open, like /healthz: probes carry no keys
+
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "parameters"]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "model": ErrorResponse}
+    for code, text in {
+        400: "bad request",
+        404: "unknown model or version",
+        413: "over a limit",
+        415: "unsupported Content-Encoding",
+        503: "not ready or overloaded",
+    }.items()
+}
+_VERSION_PARAMETER = {"name": "model_version", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema with its local $defs substituted in place, to sit inside openapi.json."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            return (
+                walk(defs[ref.rsplit("/", 1)[1]])
+                if ref.startswith("#/$defs/")
+                else {k: walk(v) for k, v in node.items()}
+            )
+        return [walk(v) for v in node] if isinstance(node, list) else node
+
+    inlined: dict[str, Any] = walk(schema)
+    return inlined
+
+
+_INFER_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "JSON tensors, or a JSON header of Inference-Header-Content-Length bytes and binary tensors",
+        "content": {
+            "application/json": {"schema": _inlined(InferRequest.model_json_schema())},
+            OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+async def get_v2_model(request: Request, model_name: str, registry: RegistryDep) -> V2Model:
+    return resolve(registry, model_name, request.path_params.get("model_version"))
+
+
+V2ModelDep = Annotated[V2Model, Depends(get_v2_model)]
+
+
+def _model_route(method: str, suffix: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a handler at /models/{model_name}<suffix> and at .../versions/{model_version}<suffix>."""
+    extra = kwargs.pop("openapi_extra", {})
+    responses = {**ERRORS, **kwargs.pop("responses", {})}
+
+    def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+        for path, more in (("", {}), ("/versions/{model_version}", {"parameters": [_VERSION_PARAMETER]})):
+            router.add_api_route(
+                f"/models/{{model_name}}{path}{suffix}", handler, methods=[method], responses=responses,
+                openapi_extra={**extra, **more}, **kwargs,
+            )  # fmt: skip
+        return handler
+
+    return register
+
+
+@router.get("", response_model=ServerMetadata)
+async def get_server_metadata(request: Request) -> ServerMetadata:
+    """Server metadata: name, version and the protocol extensions it supports."""
+    return ServerMetadata(name="vaeserve", version=request.app.version, extensions=EXTENSIONS)
+
+
+@health_router.get("/health/live", response_class=Response, responses={200: {"description": "live"}})
+async def get_server_live() -> Response:
+    """Liveness: 200 while the process answers."""
+    return Response()
+
+
+@health_router.get(
+    "/health/ready",
+    response_class=Response,
+    responses={200: {"description": "ready"}, 400: {"description": "not ready", "model": ErrorResponse}},
+)
+async def get_server_ready(request: Request) -> Response:
+    """Readiness: 200 once every model is loaded and warmed up, 400 before (the protocol's 4xx)."""
+    if request.app.state.registry is None:
+        raise ProtocolError(400, "models are still loading")
+    return Response()
+
+
+@_model_route("get", "", response_model=ModelMetadata)
+async def get_model_metadata(v2: V2ModelDep, registry: RegistryDep) -> ModelMetadata:
+    """Model metadata: its versions, inputs and outputs."""
+    bundle = v2.model.manifest.name
+    return ModelMetadata(
+        name=v2.name,
+        versions=[m.manifest.version for m in registry.all() if m.manifest.name == bundle],
+        platform="vaeserve",
+        inputs=[TensorMetadata(**t.metadata()) for t in v2.inputs],
+        outputs=[TensorMetadata(**t.metadata()) for t in v2.outputs],
+    )
+
+
+@_model_route("get", "/ready", response_class=Response, responses={200: {"description": "ready"}})
+async def get_model_ready(v2: V2ModelDep) -> Response:
+    """Model readiness: 200 when the model (and version) is loaded; models load before the server is ready."""
+    return Response()
+
+
+@_model_route("get", "/config", response_model=ModelConfig, response_model_exclude_none=True)
+async def get_model_config(v2: V2ModelDep, settings: SettingsDep) -> ModelConfig:
+    """The model's configuration in Triton's JSON form: max_batch_size, inputs, outputs, parameters."""
+    return ModelConfig(
+        name=v2.name,
+        platform="vaeserve",
+        backend="onnxruntime",
+        max_batch_size=settings.max_images_per_request,
+        input=[_config_tensor(t) for t in v2.inputs],
+        output=[_config_tensor(t) for t in v2.outputs],
+        parameters={name: {"string_value": value} for name, value in v2.parameter_defaults.items()},
+        dynamic_batching={"max_queue_delay_microseconds": settings.batch_max_delay_us} if settings.batching else None,
+    )
+
+
+def _config_tensor(t: TensorSpec) -> ConfigTensor:
+    """Triton leaves the batch dimension out of dims; one value per image is dims [1] reshaped to []."""
+    dims = list(t.shape[1:])
+    return ConfigTensor(
+        name=t.name, data_type=f"TYPE_{t.datatype}", dims=dims or [1], reshape=None if dims else {"shape": []}
+    )
+
+
+@_model_route(
+    "post",
+    "/infer",
+    response_model=InferResponse,
+    openapi_extra=_INFER_BODY,
+    responses={200: {"content": {OCTET_STREAM: {}}, "description": "JSON, or a JSON header and binary outputs"}},
+)
+async def infer(request: Request, v2: V2ModelDep, settings: SettingsDep) -> Response:
+    """Inference on tensors: JSON data, or binary data after a JSON header (Inference-Header-Content-Length)."""
+    limit = settings.max_body_bytes
+    body = decompress(await read_body(request, limit), request.headers.get("content-encoding"), limit)
+    inference, arrays = parse_infer_request(body, request.headers.get(HEADER_LENGTH))
+    outputs = requested_outputs(inference, [t.name for t in v2.outputs])
+    results = await execute(v2, arrays, inference.parameters, settings)
+    head = {"model_name": v2.name, "model_version": v2.version}
+    if inference.id is not None:
+        head["id"] = inference.id
+    return infer_response(head, outputs, results, v2.datatypes)

@@ -1,0 +1,183 @@
+"""The three models every bundle serves over the v2 protocol; their I/O contracts are data.
+
+    <name>-encoder  image FP32 [-1, C, H, W]  ->  mean, log_var, z FP32 [-1, D]
+    <name>-decoder  z FP32 [-1, D]            ->  image FP32 [-1, C, H, W] in [0, 1]
+    <name>-scorer   image FP32 [-1, C, H, W]  ->  every score FP64 [-1]; with a calibration also
+                                                  score, threshold, p_value FP64 [-1], is_anomaly BOOL [-1]
+
+Every dimension comes from the bundle's manifest. Request parameters (seed, importance
+samples, the decision score and false-positive rate) mean what they mean on /v1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.anomaly import decide, default_importance_samples
+from app.oip import Parameter, ProtocolError
+from app.registry import LoadedModel, ModelNotFoundError, ModelRegistry
+from app.settings import Settings
+from model.preprocess import from_batch
+from model.runtime import SCORE_NAMES, sample_posterior
+
+ROLES = ("encoder", "decoder", "scorer")
+# Parameters tritonclient or the protocol itself may send, which change nothing here.
+_IGNORED = frozenset({"binary_data_output", "priority", "timeout", "sequence_id", "sequence_start", "sequence_end"})
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]  # -1: any size (the batch)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+class _Parameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EncoderParameters(_Parameters):
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="noise of the draw z")
+
+
+class DecoderParameters(_Parameters):
+    pass
+
+
+class ScorerParameters(_Parameters):
+    importance_samples: int | None = Field(None, description="K; the calibration's K when absent")
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    score: str | None = Field(None, description="the decision score; the calibrated one when absent")
+    false_positive_rate: float | None = Field(None, gt=0, lt=1)
+
+
+_PARAMETERS: dict[str, type[_Parameters]] = {
+    "encoder": EncoderParameters,
+    "decoder": DecoderParameters,
+    "scorer": ScorerParameters,
+}
+
+
+@dataclass(frozen=True)
+class V2Model:
+    name: str  # <bundle name>-<role>
+    role: str
+    model: LoadedModel
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def version(self) -> str:
+        return self.model.manifest.version
+
+    @property
+    def datatypes(self) -> dict[str, str]:
+        return {t.name: t.datatype for t in (*self.inputs, *self.outputs)}
+
+    @property
+    def parameter_defaults(self) -> dict[str, str]:
+        """Each request parameter's value when a request leaves it out."""
+        defaults = {name: field.default for name, field in _PARAMETERS[self.role].model_fields.items()}
+        cal = self.model.manifest.calibration
+        if self.role == "scorer":
+            defaults["importance_samples"] = default_importance_samples(self.model.manifest, None, 2**31)
+            if cal is not None:
+                defaults.update(score=cal.score, false_positive_rate=cal.false_positive_rate)
+        return {name: str(value) for name, value in defaults.items() if value is not None}
+
+
+def v2_models(model: LoadedModel) -> list[V2Model]:
+    """The encoder, decoder and scorer a loaded bundle serves."""
+    m = model.manifest
+    image = TensorSpec("image", "FP32", (-1, m.input.channels, m.input.height, m.input.width))
+    latent = (-1, m.latent_dim)
+    scores = [TensorSpec(name, "FP64", (-1,)) for name in SCORE_NAMES]
+    if m.calibration is not None:
+        scores += [TensorSpec(name, "FP64", (-1,)) for name in ("score", "threshold", "p_value")]
+        scores.append(TensorSpec("is_anomaly", "BOOL", (-1,)))
+    contracts = {
+        "encoder": ((image,), tuple(TensorSpec(n, "FP32", latent) for n in ("mean", "log_var", "z"))),
+        "decoder": ((TensorSpec("z", "FP32", latent),), (image,)),
+        "scorer": ((image,), tuple(scores)),
+    }
+    return [V2Model(f"{m.name}-{role}", role, model, *contracts[role]) for role in ROLES]
+
+
+def resolve(registry: ModelRegistry, name: str, version: str | None) -> V2Model:
+    """The v2 model `name` (<bundle>-encoder, -decoder or -scorer), at `version` or the highest."""
+    bundle, _, role = name.rpartition("-")
+    if role in ROLES and bundle:
+        try:
+            return v2_models(registry.get(bundle, version))[ROLES.index(role)]
+        except ModelNotFoundError:
+            pass
+    known = ", ".join(sorted({v2.name for m in registry.all() for v2 in v2_models(m)}))
+    at = f" version {version!r}" if version else ""
+    raise ProtocolError(404, f"unknown model {name!r}{at}; this server has {known}")
+
+
+def _parameters(v2: V2Model, given: dict[str, Parameter]) -> Any:
+    wanted = {k: v for k, v in given.items() if k not in _IGNORED}
+    try:
+        return _PARAMETERS[v2.role].model_validate(wanted)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        allowed = ", ".join(_PARAMETERS[v2.role].model_fields) or "none"
+        where = ".".join(str(p) for p in first["loc"])
+        raise ProtocolError(400, f"parameter {where}: {first['msg']} (parameters of {v2.name}: {allowed})") from None
+
+
+def _check_inputs(v2: V2Model, arrays: dict[str, NDArray[Any]], settings: Settings) -> NDArray[Any]:
+    """The one input array, once its name and batch size are right."""
+    (spec,) = v2.inputs
+    if set(arrays) != {spec.name}:
+        raise ProtocolError(400, f"{v2.name} takes one input, {spec.name!r}; got {', '.join(map(repr, arrays))}")
+    values = arrays[spec.name]
+    if values.ndim == 0 or not 1 <= len(values) <= settings.max_images_per_request:
+        raise ProtocolError(
+            400, f"input {spec.name!r}: the batch must hold 1 to {settings.max_images_per_request} rows, "
+            f"got shape {list(values.shape)}",
+        )  # fmt: skip
+    if not (values.dtype.kind == "f" or (spec.name == "image" and values.dtype == np.uint8)):
+        also = "FP16, FP64" + (", UINT8 0-255" if spec.name == "image" else "")
+        raise ProtocolError(400, f"input {spec.name!r}: datatype must be {spec.datatype} (or {also})")
+    return values
+
+
+async def execute(
+    v2: V2Model, arrays: dict[str, NDArray[Any]], given: dict[str, Parameter], settings: Settings
+) -> dict[str, NDArray[Any]]:
+    """Run one inference request; every output of the contract, by name."""
+    params = _parameters(v2, given)
+    values = _check_inputs(v2, arrays, settings)
+    model, manifest = v2.model, v2.model.manifest
+    if v2.role == "decoder":
+        return {"image": await model.decode(values)}
+    images = from_batch(values, manifest.input)
+    if v2.role == "encoder":
+        mean, log_var = await model.encode(images)
+        return {"mean": mean, "log_var": log_var, "z": sample_posterior(mean, log_var, params.seed)}
+    if params.score is not None and (manifest.calibration is None or params.score not in manifest.calibration.scores):
+        calibrated = ", ".join(manifest.calibration.scores) if manifest.calibration else "none"
+        raise ProtocolError(400, f"parameter score: {params.score!r} is not a calibrated score ({calibrated})")
+    k = default_importance_samples(manifest, params.importance_samples, settings.max_importance_samples)
+    scores = await model.score(images, k, params.seed)
+    out: dict[str, NDArray[Any]] = {name: scores.by_name(name) for name in SCORE_NAMES}
+    decision = decide(manifest, scores, params.score, params.false_positive_rate)
+    anomaly = decision.is_anomaly
+    if anomaly is not None and decision.p_values is not None:
+        out.update(
+            score=decision.values,
+            threshold=np.full(len(images), decision.threshold, dtype=np.float64),
+            p_value=decision.p_values,
+            is_anomaly=anomaly,
+        )
+    return out
