@@ -2,8 +2,8 @@
 
     python docker/smoke_check.py http://127.0.0.1:8000
 
-Waits (bounded) for /readyz, then checks each v1 endpoint's status and content type and a
-few values from the shipped model's manifest. Exits non-zero on the first failure.
+Waits (bounded) for /readyz, then checks each v1 endpoint's status and content type, a v2
+inference, and a few values from the shipped model's manifest. Exits non-zero on the first failure.
 """
 
 from __future__ import annotations
@@ -65,6 +65,15 @@ def main(url: str) -> int:
         check("POST /v1/score", scored)
         if "is_anomaly" not in scored.json()["results"][0]:
             raise SystemExit("score has no decision")
+        check("GET /v2/health/ready", c.get("/v2/health/ready"), content_type="")
+        check("GET /v2/models/{name}-scorer", c.get(f"/v2/models/{model['name']}-scorer"))
+        shape = [1, model["input"]["channels"], model["input"]["height"], model["input"]["width"]]
+        pixels = np.resize(np.arange(256), int(np.prod(shape)))  # 0..255 as UINT8
+        image = {"name": "image", "datatype": "UINT8", "shape": shape, "data": pixels.tolist()}
+        inferred = c.post(f"/v2/models/{model['name']}-encoder/infer", json={"inputs": [image]})
+        check("POST /v2/models/{name}-encoder/infer", inferred)
+        if [o["shape"] for o in inferred.json()["outputs"]] != [[1, latent_dim]] * 3:
+            raise SystemExit(f"v2 encoder outputs: {inferred.text[:300]}")
         check("GET /metrics", c.get("/metrics"), content_type="text/plain")
         check("unknown model", c.get("/v1/models/nope"), 404, "application/problem+json")
         check("bad image", c.post("/v1/encode", content=b"nope", headers={"content-type": "image/png"}), 400,

@@ -10,6 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from app.main import create_app
 from app.settings import Settings
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
@@ -72,3 +73,28 @@ def test_dockerfile_contract() -> None:
     entrypoint = re.search(r"^ENTRYPOINT (.+)$", text, re.MULTILINE)
     assert entrypoint and json.loads(entrypoint.group(1)) == ["python3", "-m", "app"]  # exec form: PID 1 gets SIGTERM
     assert not re.search(r"install[^\n]*torch", text)  # the image is the serving runtime only
+
+
+def test_kserve_example_serves_a_bundle_over_v2() -> None:
+    """KServe's CRDs are not in kubernetes-validate: check the runtime's container as a Pod's, and the wiring."""
+    docs = {doc["kind"]: doc for doc in yaml.safe_load_all((DOCKER / "kserve" / "inferenceservice.yaml").read_text())}
+    runtime, service = docs["ServingRuntime"], docs["InferenceService"]
+    assert runtime["apiVersion"] == "serving.kserve.io/v1alpha1" and "v2" in runtime["spec"]["protocolVersions"]
+    container = runtime["spec"]["containers"][0]
+    assert container["name"] == "kserve-container"  # the name KServe looks for
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "check"}, "spec": {"containers": [container]}}
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+    probes = {container[p]["httpGet"]["path"] for p in ("readinessProbe", "livenessProbe")}
+    assert probes == {"/v2/health/ready", "/v2/health/live"}
+    assert probes <= set(create_app(Settings()).openapi()["paths"])  # routes the app really has
+    env = {e["name"].removeprefix("VAESERVE_").lower(): e["value"] for e in container["env"]}
+    assert env.pop("model_repository") == "/mnt/models"  # where KServe's storage initializer puts storageUri
+    Settings(**env)
+    predictor = service["spec"]["predictor"]
+    model = predictor["model"]
+    assert service["apiVersion"] == "serving.kserve.io/v1beta1" and model["protocolVersion"] == "v2"
+    assert model["runtime"] == runtime["metadata"]["name"]
+    assert model["modelFormat"]["name"] in {f["name"] for f in runtime["spec"]["supportedModelFormats"]}
+    claim = yaml.safe_load((DOCKER / "k8s" / "pvc.yaml").read_text())["metadata"]["name"]
+    assert model["storageUri"].startswith(f"pvc://{claim}/")
+    assert predictor["minReplicas"] <= predictor["maxReplicas"]
