@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 MODEL_OUT ?= model/zoo/mnist-vae/1
 
-.PHONY: setup serve dev test lint model quality clean
+.PHONY: setup serve dev test lint smoke model quality clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ lint: dev
 
 test: lint
 	$(BIN)/python -m pytest
+
+smoke: dev  ## build the Docker image in a real engine and check it (starts dockerd; see docker/smoke.sh)
+	PY=$(BIN)/python bash docker/smoke.sh
 
 model: dev  ## retrain the shipped default model from scratch, with the baseline comparison
 	$(BIN)/python bench/quality.py --default-out $(MODEL_OUT) --work runs/quality
