@@ -211,10 +211,12 @@ class Run:
         return {**asdict(self), **derived}
 
 
-def hey(url: str, concurrency: int, seconds: float, body: Body | None) -> str:
+def hey(url: str, concurrency: int, seconds: float, body: Body | None, headers: dict[str, str] | None = None) -> str:
     cmd = ["taskset", "-c", str(HEY_CORE), "hey", "-z", f"{seconds:g}s", "-c", str(concurrency), "-t", "30"]
     if body is not None:
         cmd += ["-m", "POST", "-T", body.content_type, "-D", str(body.path)]
+    for name, value in (headers or {}).items():
+        cmd += ["-H", f"{name}: {value}"]
     done = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=seconds + 60, check=True)
     return done.stdout
 

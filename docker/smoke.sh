@@ -7,7 +7,8 @@
 # 2. builds a local Debian bookworm base image with debootstrap (no Docker Hub here) and
 #    passes it as BASE_IMAGE; the Dockerfile's default stays the official python:3.11-slim;
 # 3. builds wheels on the host, then the image with no network inside the build;
-# 4. runs it on 127.0.0.1, waits for /readyz, hits every v1 endpoint (docker/smoke_check.py);
+# 4. runs it on 127.0.0.1, waits for /readyz, hits every v1 endpoint and a v2 inference
+#    (docker/smoke_check.py);
 # 5. checks it runs as non-root, its size (<= 450 MB), its HEALTHCHECK, and a clean
 #    `docker stop` (exit code 0, well before the kill timeout).
 set -euo pipefail
