@@ -1,0 +1,146 @@
+"""AsyncVAEClient: the asyncio client, the same methods as VAEClient's, awaited.
+
+    async with AsyncVAEClient("http://127.0.0.1:8000") as vae:
+        scores = await vae.score(["a.png", "b.png"])
+
+Each method builds its request with client/calls.py and sends it here, retrying 503s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+from typing import Literal, TypeVar
+
+import httpx2 as httpx
+from numpy.typing import ArrayLike
+
+from client import calls
+from client import results as r
+from client.bodies import Images
+from client.calls import Call, ClientBase, ScoreName
+from client.retry import Attempts
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class AsyncVAEClient(ClientBase):
+    """A vaeserve server's v1 API, for asyncio. Raises VAEServeError for error answers; retries 503s."""
+
+    _http: httpx.AsyncClient
+
+    def _connect(self) -> None:
+        self._http = httpx.AsyncClient(**self._options)
+
+    async def __aenter__(self) -> AsyncVAEClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _run(self, call: Call[T]) -> T:
+        attempts = Attempts(self.retry)
+        while True:
+            response, error = None, None
+            try:
+                response = await self._http.send(call.request(self._http))
+            except httpx.TransportError as exc:
+                error = exc
+            wait = attempts.next_wait(response, error)
+            if wait is None:
+                return call.finish(response, error, self.base_url)
+            log.info("%s %s: retrying in %.2f s", call.method, call.path, wait)
+            await asyncio.sleep(wait)
+
+    async def health(self) -> r.Health:
+        """GET /healthz: the process answers."""
+        return await self._run(calls.health())
+
+    async def ready(self) -> r.Readiness:
+        """GET /readyz: every model is loaded and warmed up (a 503 while loading is retried)."""
+        return await self._run(calls.ready())
+
+    async def models(self) -> r.ModelList:
+        """GET /v1/models: the loaded models, their metrics and calibration."""
+        return await self._run(calls.models())
+
+    async def model(self, name: str, version: str | None = None) -> r.ModelDetail:
+        """GET /v1/models/{name}: one model (its highest version unless `version` is given)."""
+        return await self._run(calls.model(name, version))
+
+    async def encode(
+        self,
+        images: Images,
+        *,
+        sample: bool = False,
+        seed: int = 0,
+        model: str | None = None,
+        version: str | None = None,
+    ) -> r.Encoding:
+        """Images (paths, bytes, or arrays [N, C, H, W]) to the mean and log-variance of q(z|x)."""
+        return await self._run(calls.encode(images, sample, seed, model, version))
+
+    async def decode(
+        self,
+        latents: ArrayLike,
+        *,
+        format: Literal["png", "array"] = "png",
+        model: str | None = None,
+        version: str | None = None,
+    ) -> r.Decoded:
+        """Latents [N, D] to images: base64 PNGs (`.pngs`) or arrays (`.pixels`)."""
+        return await self._run(calls.decode(latents, format, model, version))
+
+    async def decode_grid(self, latents: ArrayLike, *, model: str | None = None, version: str | None = None) -> bytes:
+        """Latents [N, D] to one PNG: the image, or a grid of them."""
+        return await self._run(calls.decode_grid(latents, model, version))
+
+    async def sample(
+        self, n: int = 16, *, seed: int = 0, temperature: float = 1.0, model: str | None = None,
+        version: str | None = None,
+    ) -> r.Samples:  # fmt: skip
+        """n draws from the prior: PNGs (`.pngs`) and their latents (`.z`)."""
+        return await self._run(calls.sample(n, seed, temperature, model, version))
+
+    async def sample_grid(
+        self, n: int = 16, *, seed: int = 0, temperature: float = 1.0, model: str | None = None,
+        version: str | None = None,
+    ) -> bytes:  # fmt: skip
+        """n draws from the prior as one PNG grid; the same seed gives the same bytes."""
+        return await self._run(calls.sample_grid(n, seed, temperature, model, version))
+
+    async def reconstruct(
+        self,
+        images: Images,
+        *,
+        importance_samples: int | None = None,
+        seed: int = 0,
+        format: Literal["png", "array"] = "png",
+        model: str | None = None,
+        version: str | None = None,
+    ) -> r.Reconstruction:
+        """Reconstructions from the posterior mean, with their scores."""
+        return await self._run(calls.reconstruct(images, importance_samples, seed, format, model, version))
+
+    async def score(
+        self,
+        images: Images,
+        *,
+        score: ScoreName | None = None,
+        false_positive_rate: float | None = None,
+        importance_samples: int | None = None,
+        seed: int = 0,
+        model: str | None = None,
+        version: str | None = None,
+    ) -> r.Scores:
+        """Anomaly scores: all scores, the decision score, its threshold, p-value and decision."""
+        return await self._run(
+            calls.score(images, score, false_positive_rate, importance_samples, seed, model, version)
+        )

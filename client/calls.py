@@ -1,0 +1,181 @@
+"""Each endpoint as a Call: how to ask (method, path, query, body) and how to read the answer.
+
+The sync and async clients share these; all they add is sending, waiting and retrying.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Generic, Literal, TypeVar
+from urllib.parse import quote
+
+import httpx2 as httpx
+from numpy.typing import ArrayLike
+from pydantic import BaseModel
+
+from client import results as r
+from client.bodies import Body, Images, image_body, latents_json
+from client.errors import connection_error, error_from_response
+from client.retry import DEFAULT_RETRY, RetryPolicy
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+DEFAULT_URL = "http://127.0.0.1:8000"
+PNG = "image/png"
+ScoreName = Literal["neg_elbo", "iwae_nll", "mse"]
+AuthHeader = Literal["bearer", "x-api-key"]
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One request to make, and how its successful answer becomes a T."""
+
+    method: str
+    path: str
+    read: Callable[[httpx.Response], T]
+    params: dict[str, Any] = field(default_factory=dict)
+    body: Body = field(default_factory=Body)
+    accept: str | None = None
+
+    def request(self, http: httpx.Client | httpx.AsyncClient) -> httpx.Request:
+        """A fresh request for each attempt, so a body is never half-consumed by the last one."""
+        headers = {"accept": self.accept} if self.accept else {}
+        if self.body.content_type:
+            headers["content-type"] = self.body.content_type
+        return http.build_request(
+            self.method,
+            self.path,
+            params={k: v for k, v in self.params.items() if v is not None},
+            content=self.body.content,
+            files=self.body.files or None,
+            json=self.body.json,
+            headers=headers,
+        )
+
+    def finish(self, response: httpx.Response | None, error: httpx.TransportError | None, url: str) -> T:
+        """The last attempt's outcome: the answer read, or the error raised."""
+        if error is not None or response is None:
+            raise connection_error(url, error or httpx.TransportError("no answer")) from error
+        if not response.is_success:
+            raise error_from_response(response)
+        return self.read(response)
+
+
+def _parsed(model: type[M]) -> Callable[[httpx.Response], M]:
+    return lambda response: model.model_validate_json(response.content)
+
+
+def _content(response: httpx.Response) -> bytes:
+    return response.content
+
+
+def http_options(base_url: str, api_key: str | None, timeout: float, auth_header: AuthHeader) -> dict[str, Any]:
+    """What httpx.Client and httpx.AsyncClient are built with."""
+    headers = {"user-agent": f"vaeserve-client/{_version()}"}
+    if api_key:
+        headers.update({"authorization": f"Bearer {api_key}"} if auth_header == "bearer" else {"x-api-key": api_key})
+    return {"base_url": base_url.rstrip("/"), "headers": headers, "timeout": timeout}
+
+
+def _version() -> str:
+    try:
+        return version("vaeserve")
+    except PackageNotFoundError:  # running from a checkout that is not installed
+        return "0"
+
+
+def health() -> Call[r.Health]:
+    return Call("GET", "/healthz", _parsed(r.Health))
+
+
+def ready() -> Call[r.Readiness]:
+    return Call("GET", "/readyz", _parsed(r.Readiness))
+
+
+def models() -> Call[r.ModelList]:
+    return Call("GET", "/v1/models", _parsed(r.ModelList))
+
+
+def model(name: str, version: str | None) -> Call[r.ModelDetail]:
+    return Call("GET", f"/v1/models/{quote(name, safe='')}", _parsed(r.ModelDetail), {"version": version})
+
+
+def encode(images: Images, sample: bool, seed: int, model: str | None, version: str | None) -> Call[r.Encoding]:
+    params = {"sample": sample, "seed": seed, "model": model, "version": version}
+    return Call("POST", "/v1/encode", _parsed(r.Encoding), params, image_body(images))
+
+
+def decode(
+    latents: ArrayLike, format: Literal["png", "array"], model: str | None, version: str | None
+) -> Call[r.Decoded]:
+    params = {"model": model, "version": version}
+    return Call("POST", "/v1/decode", _parsed(r.Decoded), params, latents_json(latents, format))
+
+
+def decode_grid(latents: ArrayLike, model: str | None, version: str | None) -> Call[bytes]:
+    params = {"model": model, "version": version}
+    return Call("POST", "/v1/decode", _content, params, latents_json(latents, "png"), accept=PNG)
+
+
+def sample(n: int, seed: int, temperature: float, model: str | None, version: str | None) -> Call[r.Samples]:
+    params = {"n": n, "seed": seed, "temperature": temperature, "format": "json", "model": model, "version": version}
+    return Call("GET", "/v1/samples", _parsed(r.Samples), params)
+
+
+def sample_grid(n: int, seed: int, temperature: float, model: str | None, version: str | None) -> Call[bytes]:
+    params = {"n": n, "seed": seed, "temperature": temperature, "format": "png", "model": model, "version": version}
+    return Call("GET", "/v1/samples", _content, params, accept=PNG)
+
+
+def reconstruct(
+    images: Images,
+    importance_samples: int | None,
+    seed: int,
+    format: Literal["png", "array"],
+    model: str | None,
+    version: str | None,
+) -> Call[r.Reconstruction]:
+    params = {"importance_samples": importance_samples, "seed": seed, "format": format, "model": model,
+              "version": version}  # fmt: skip
+    return Call("POST", "/v1/reconstruct", _parsed(r.Reconstruction), params, image_body(images))
+
+
+def score(
+    images: Images,
+    score: ScoreName | None,
+    false_positive_rate: float | None,
+    importance_samples: int | None,
+    seed: int,
+    model: str | None,
+    version: str | None,
+) -> Call[r.Scores]:
+    params = {"score": score, "false_positive_rate": false_positive_rate, "importance_samples": importance_samples,
+              "seed": seed, "model": model, "version": version}  # fmt: skip
+    return Call("POST", "/v1/score", _parsed(r.Scores), params, image_body(images))
+
+
+class ClientBase:
+    """What both clients are configured with."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        auth_header: AuthHeader = "bearer",
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry
+        self._options = http_options(self.base_url, api_key, timeout, auth_header)
+        self._connect()
+
+    def _connect(self) -> None:
+        """Open the HTTP connection pool (an httpx.Client or httpx.AsyncClient)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base_url!r})"

@@ -1,0 +1,143 @@
+"""VAEClient: the blocking client.
+
+    with VAEClient("http://127.0.0.1:8000") as vae:
+        scores = vae.score(["a.png", "b.png"])
+        print(scores.values, scores.is_anomaly)
+
+Each method builds its request with client/calls.py and sends it here, retrying 503s.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import TracebackType
+from typing import Literal, TypeVar
+
+import httpx2 as httpx
+from numpy.typing import ArrayLike
+
+from client import calls
+from client import results as r
+from client.bodies import Images
+from client.calls import Call, ClientBase, ScoreName
+from client.retry import Attempts
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class VAEClient(ClientBase):
+    """A vaeserve server's v1 API. Raises VAEServeError for error answers; retries 503s."""
+
+    _http: httpx.Client
+
+    def _connect(self) -> None:
+        self._http = httpx.Client(**self._options)
+
+    def __enter__(self) -> VAEClient:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _run(self, call: Call[T]) -> T:
+        attempts = Attempts(self.retry)
+        while True:
+            response, error = None, None
+            try:
+                response = self._http.send(call.request(self._http))
+            except httpx.TransportError as exc:
+                error = exc
+            wait = attempts.next_wait(response, error)
+            if wait is None:
+                return call.finish(response, error, self.base_url)
+            log.info("%s %s: retrying in %.2f s", call.method, call.path, wait)
+            time.sleep(wait)
+
+    def health(self) -> r.Health:
+        """GET /healthz: the process answers."""
+        return self._run(calls.health())
+
+    def ready(self) -> r.Readiness:
+        """GET /readyz: every model is loaded and warmed up (a 503 while loading is retried)."""
+        return self._run(calls.ready())
+
+    def models(self) -> r.ModelList:
+        """GET /v1/models: the loaded models, their metrics and calibration."""
+        return self._run(calls.models())
+
+    def model(self, name: str, version: str | None = None) -> r.ModelDetail:
+        """GET /v1/models/{name}: one model (its highest version unless `version` is given)."""
+        return self._run(calls.model(name, version))
+
+    def encode(
+        self,
+        images: Images,
+        *,
+        sample: bool = False,
+        seed: int = 0,
+        model: str | None = None,
+        version: str | None = None,
+    ) -> r.Encoding:
+        """Images (paths, bytes, or arrays [N, C, H, W]) to the mean and log-variance of q(z|x)."""
+        return self._run(calls.encode(images, sample, seed, model, version))
+
+    def decode(
+        self,
+        latents: ArrayLike,
+        *,
+        format: Literal["png", "array"] = "png",
+        model: str | None = None,
+        version: str | None = None,
+    ) -> r.Decoded:
+        """Latents [N, D] to images: base64 PNGs (`.pngs`) or arrays (`.pixels`)."""
+        return self._run(calls.decode(latents, format, model, version))
+
+    def decode_grid(self, latents: ArrayLike, *, model: str | None = None, version: str | None = None) -> bytes:
+        """Latents [N, D] to one PNG: the image, or a grid of them."""
+        return self._run(calls.decode_grid(latents, model, version))
+
+    def sample(
+        self, n: int = 16, *, seed: int = 0, temperature: float = 1.0, model: str | None = None,
+        version: str | None = None,
+    ) -> r.Samples:  # fmt: skip
+        """n draws from the prior: PNGs (`.pngs`) and their latents (`.z`)."""
+        return self._run(calls.sample(n, seed, temperature, model, version))
+
+    def sample_grid(
+        self, n: int = 16, *, seed: int = 0, temperature: float = 1.0, model: str | None = None,
+        version: str | None = None,
+    ) -> bytes:  # fmt: skip
+        """n draws from the prior as one PNG grid; the same seed gives the same bytes."""
+        return self._run(calls.sample_grid(n, seed, temperature, model, version))
+
+    def reconstruct(
+        self,
+        images: Images,
+        *,
+        importance_samples: int | None = None,
+        seed: int = 0,
+        format: Literal["png", "array"] = "png",
+        model: str | None = None,
+        version: str | None = None,
+    ) -> r.Reconstruction:
+        """Reconstructions from the posterior mean, with their scores."""
+        return self._run(calls.reconstruct(images, importance_samples, seed, format, model, version))
+
+    def score(
+        self,
+        images: Images,
+        *,
+        score: ScoreName | None = None,
+        false_positive_rate: float | None = None,
+        importance_samples: int | None = None,
+        seed: int = 0,
+        model: str | None = None,
+        version: str | None = None,
+    ) -> r.Scores:
+        """Anomaly scores: all scores, the decision score, its threshold, p-value and decision."""
+        return self._run(calls.score(images, score, false_positive_rate, importance_samples, seed, model, version))
