@@ -28,6 +28,7 @@ class VAEServeConnectionError(VAEServeError):
 
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(0, "urn:vaeserve:client:unreachable", "Cannot reach the server", f"{url}: {reason}")
+        self.args = (f"cannot reach {url}: {reason}",)
         self.url = url
 
 
