@@ -37,9 +37,10 @@ def in_process(repository: Path) -> Iterator[TestClient]:
 
 @pytest.fixture
 def digit_files(tmp_path: Path, digit_pngs: list[bytes]) -> list[Path]:
-    """The four digits as PNG files."""
-    files = []
-    for i, png in enumerate(digit_pngs):
-        files.append(tmp_path / f"digit{i}.png")
-        files[-1].write_bytes(png)
+    """The four digits as PNG files, alone in a folder."""
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    files = [folder / f"digit{i}.png" for i in range(len(digit_pngs))]
+    for path, png in zip(files, digit_pngs, strict=True):
+        path.write_bytes(png)
     return files
