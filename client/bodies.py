@@ -56,7 +56,7 @@ def _file_part(item: ImageLike, index: int) -> tuple[str, bytes, str]:
         path = Path(item)
         kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return path.name, path.read_bytes(), kind
-    raise TypeError(f"image {index}: expected a path, bytes or an array, got {type(item).__name__} among other kinds")
+    raise TypeError(f"image {index}: expected a path, bytes or an array, got {type(item).__name__}")
 
 
 def npy_bytes(array: NDArray[Any]) -> bytes:

@@ -22,6 +22,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence
     return "\n".join(lines)
 
 
+def number(value: float) -> str:
+    """Two decimals, or three significant digits for small values (pixel MSE)."""
+    return f"{value:.2f}" if abs(value) >= 0.1 or value == 0 else f"{value:.3g}"
+
+
 def vector(values: Sequence[float]) -> str:
     return " ".join(f"{v:6.2f}" for v in values)
 
@@ -47,11 +52,11 @@ def encodings(files: Sequence[Path], answer: r.Encoding) -> str:
 def scores(files: Sequence[Path], answer: r.Scores) -> str:
     head = f"model {answer.model}:{answer.version}  score {answer.score}  K={answer.importance_samples}"
     if answer.threshold is not None:
-        head += f"  threshold {answer.threshold:.5g} (false positive rate {answer.false_positive_rate:g})"
+        head += f"  threshold {number(answer.threshold)} (false positive rate {answer.false_positive_rate:g})"
     rows = [
         [
             str(f),
-            f"{res.score:.5g}",
+            number(res.score),
             "-" if res.p_value is None else f"{res.p_value:.3f}",
             {True: "ANOMALY", False: "no", None: "-"}[res.is_anomaly],
         ]
@@ -62,7 +67,7 @@ def scores(files: Sequence[Path], answer: r.Scores) -> str:
 
 def reconstructions(files: Sequence[Path], written: Sequence[Path], answer: r.Reconstruction) -> str:
     rows = [
-        [str(f), str(out), f"{res.scores.neg_elbo:.2f}", f"{res.scores.mse:.4f}"]
+        [str(f), str(out), f"{res.scores.neg_elbo:.2f}", number(res.scores.mse)]
         for f, out, res in zip(files, written, answer.results, strict=True)
     ]
     return table(["file", "reconstruction", "neg_elbo", "mse"], rows, right=[2, 3])

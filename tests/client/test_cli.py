@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bench.harness import free_port, without_settings
+from client.output import number
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,12 +111,12 @@ def test_score_a_table_json_and_the_exit_code(vaeserve, digit_files: list[Path],
     table = vaeserve("score", *map(str, digit_files)).stdout.decode().splitlines()
     assert (
         table[0]
-        == f"model digits:1  score neg_elbo  K=8  threshold {expected['threshold']:.5g} (false positive rate 0.01)"
+        == f"model digits:1  score neg_elbo  K=8  threshold {number(expected['threshold'])} (false positive rate 0.01)"
     )
     assert table[1].split() == ["file", "score", "p-value", "anomaly"]
     for line, path, res in zip(table[2:], digit_files, expected["results"], strict=True):
         decision = "ANOMALY" if res["is_anomaly"] else "no"
-        assert line.split() == [str(path), f"{res['score']:.5g}", f"{res['p_value']:.3f}", decision]
+        assert line.split() == [str(path), number(res["score"]), f"{res['p_value']:.3f}", decision]
     # A directory stands for its images; three a request gives the same numbers as four.
     answer = json.loads(vaeserve("score", str(digit_files[0].parent), "--json", "--batch-size", "3").stdout)
     assert [res.pop("file") for res in answer["results"]] == [str(f) for f in digit_files]
