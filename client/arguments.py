@@ -7,7 +7,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, Self, TypeVar
+from typing import Any, Protocol, Self, TypedDict, TypeVar
 
 import click
 import numpy as np
@@ -30,12 +30,17 @@ class Batched(Protocol):
 A = TypeVar("A", bound=Batched)
 
 
-def model_ref(value: str | None) -> tuple[str | None, str | None]:
-    """`name` or `name:version` -> (name, version)."""
-    if not value:
-        return None, None
-    name, _, version = value.partition(":")
-    return name, version or None
+class ModelRef(TypedDict):
+    """The `model=` and `version=` of a client call."""
+
+    model: str | None
+    version: str | None
+
+
+def model_ref(value: str | None) -> ModelRef:
+    """`name` or `name:version` -> {"model": name, "version": version}; the server's default when empty."""
+    name, _, version = (value or "").partition(":")
+    return {"model": name or None, "version": version or None}
 
 
 def image_files(paths: Sequence[Path]) -> list[Path]:

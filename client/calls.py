@@ -5,6 +5,7 @@ The sync and async clients share these; all they add is sending, waiting and ret
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -22,6 +23,7 @@ from client.retry import DEFAULT_RETRY, RetryPolicy
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
+F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_URL = "http://127.0.0.1:8000"
 PNG = "image/png"
 ScoreName = Literal["neg_elbo", "iwae_nll", "mse"]
@@ -63,6 +65,19 @@ class Call(Generic[T]):
         return self.read(response)
 
 
+def as_method(method: F, endpoint: Callable[..., Any]) -> F:
+    """`method`, named and documented as `endpoint`, with its signature (self first) for help() and editors."""
+    signature = inspect.signature(endpoint)
+    this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+    method.__name__ = method.__qualname__ = endpoint.__name__
+    method.__doc__ = endpoint.__doc__
+    answer = str(signature.return_annotation).removeprefix("Call[").removesuffix("]")  # Call[r.Scores] -> r.Scores
+    method.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[this, *signature.parameters.values()], return_annotation=answer
+    )
+    return method
+
+
 def _parsed(model: type[M]) -> Callable[[httpx.Response], M]:
     return lambda response: model.model_validate_json(response.content)
 
@@ -86,57 +101,81 @@ def _version() -> str:
         return "0"
 
 
+# The endpoints. Their signatures and docstrings are the clients' methods' (client/sync.py, client/aio.py).
+
+
 def health() -> Call[r.Health]:
+    """GET /healthz: the process answers."""
     return Call("GET", "/healthz", _parsed(r.Health))
 
 
 def ready() -> Call[r.Readiness]:
+    """GET /readyz: every model is loaded and warmed up (a 503 while loading is retried)."""
     return Call("GET", "/readyz", _parsed(r.Readiness))
 
 
 def models() -> Call[r.ModelList]:
+    """GET /v1/models: the loaded models, their metrics and calibration."""
     return Call("GET", "/v1/models", _parsed(r.ModelList))
 
 
-def model(name: str, version: str | None) -> Call[r.ModelDetail]:
+def model(name: str, version: str | None = None) -> Call[r.ModelDetail]:
+    """GET /v1/models/{name}: one model (its highest version unless `version` is given)."""
     return Call("GET", f"/v1/models/{quote(name, safe='')}", _parsed(r.ModelDetail), {"version": version})
 
 
-def encode(images: Images, sample: bool, seed: int, model: str | None, version: str | None) -> Call[r.Encoding]:
+def encode(
+    images: Images, *, sample: bool = False, seed: int = 0, model: str | None = None, version: str | None = None
+) -> Call[r.Encoding]:
+    """Images (paths, bytes, or arrays [N, C, H, W]) to the mean and log-variance of q(z|x); z too with sample=True."""
     params = {"sample": sample, "seed": seed, "model": model, "version": version}
     return Call("POST", "/v1/encode", _parsed(r.Encoding), params, image_body(images))
 
 
 def decode(
-    latents: ArrayLike, format: Literal["png", "array"], model: str | None, version: str | None
+    latents: ArrayLike,
+    *,
+    format: Literal["png", "array"] = "png",
+    model: str | None = None,
+    version: str | None = None,
 ) -> Call[r.Decoded]:
+    """Latents [N, D] to images: base64 PNGs (`.pngs`) or arrays (`.pixels`)."""
     params = {"model": model, "version": version}
     return Call("POST", "/v1/decode", _parsed(r.Decoded), params, latents_json(latents, format))
 
 
-def decode_grid(latents: ArrayLike, model: str | None, version: str | None) -> Call[bytes]:
+def decode_grid(latents: ArrayLike, *, model: str | None = None, version: str | None = None) -> Call[bytes]:
+    """Latents [N, D] to one PNG: the image, or a grid of them."""
     params = {"model": model, "version": version}
     return Call("POST", "/v1/decode", _content, params, latents_json(latents, "png"), accept=PNG)
 
 
-def sample(n: int, seed: int, temperature: float, model: str | None, version: str | None) -> Call[r.Samples]:
+def sample(
+    n: int = 16, *, seed: int = 0, temperature: float = 1.0, model: str | None = None, version: str | None = None
+) -> Call[r.Samples]:
+    """n draws from the prior: PNGs (`.pngs`) and their latents (`.z`)."""
     params = {"n": n, "seed": seed, "temperature": temperature, "format": "json", "model": model, "version": version}
     return Call("GET", "/v1/samples", _parsed(r.Samples), params)
 
 
-def sample_grid(n: int, seed: int, temperature: float, model: str | None, version: str | None) -> Call[bytes]:
+def sample_grid(
+    n: int = 16, *, seed: int = 0, temperature: float = 1.0, model: str | None = None, version: str | None = None
+) -> Call[bytes]:
+    """n draws from the prior as one PNG grid; the same seed gives the same bytes."""
     params = {"n": n, "seed": seed, "temperature": temperature, "format": "png", "model": model, "version": version}
     return Call("GET", "/v1/samples", _content, params, accept=PNG)
 
 
 def reconstruct(
     images: Images,
-    importance_samples: int | None,
-    seed: int,
-    format: Literal["png", "array"],
-    model: str | None,
-    version: str | None,
+    *,
+    importance_samples: int | None = None,
+    seed: int = 0,
+    format: Literal["png", "array"] = "png",
+    model: str | None = None,
+    version: str | None = None,
 ) -> Call[r.Reconstruction]:
+    """Reconstructions from the posterior mean (`.pngs` or `.pixels`), with their scores."""
     params = {"importance_samples": importance_samples, "seed": seed, "format": format, "model": model,
               "version": version}  # fmt: skip
     return Call("POST", "/v1/reconstruct", _parsed(r.Reconstruction), params, image_body(images))
@@ -144,13 +183,15 @@ def reconstruct(
 
 def score(
     images: Images,
-    score: ScoreName | None,
-    false_positive_rate: float | None,
-    importance_samples: int | None,
-    seed: int,
-    model: str | None,
-    version: str | None,
+    *,
+    score: ScoreName | None = None,
+    false_positive_rate: float | None = None,
+    importance_samples: int | None = None,
+    seed: int = 0,
+    model: str | None = None,
+    version: str | None = None,
 ) -> Call[r.Scores]:
+    """Anomaly scores: all scores, the decision score (`.values`), its threshold, p-values and decisions."""
     params = {"score": score, "false_positive_rate": false_positive_rate, "importance_samples": importance_samples,
               "seed": seed, "model": model, "version": version}  # fmt: skip
     return Call("POST", "/v1/score", _parsed(r.Scores), params, image_body(images))

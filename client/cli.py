@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +97,8 @@ def models(remote: Remote, name: str | None, as_json: bool) -> None:
     """List the models the server has loaded, or describe one (NAME[:VERSION]) in JSON."""
     with remote.client() as vae:
         if name:
-            model_name, version = model_ref(name)
-            click.echo(vae.model(model_name or name, version).model_dump_json(indent=2))
+            ref = model_ref(name)
+            click.echo(vae.model(ref["model"] or name, ref["version"]).model_dump_json(indent=2))
             return
         answer = vae.models()
     click.echo(answer.model_dump_json(indent=2) if as_json else output.models(answer))
@@ -116,11 +117,8 @@ def encode(
 ) -> None:
     """Encode images to the mean (and log-variance) of q(z|x)."""
     files = image_files(paths)
-    name, version = model_ref(model)
     with remote.client() as vae:
-        answer = in_batches(
-            files, batch_size, lambda batch: vae.encode(batch, sample=sample, seed=seed, model=name, version=version)
-        )
+        answer = in_batches(files, batch_size, partial(vae.encode, sample=sample, seed=seed, **model_ref(model)))
     click.echo(
         output.as_json(output.with_files(answer.model_dump(mode="json"), files))
         if as_json
@@ -138,7 +136,7 @@ def decode(remote: Remote, source: str | None, values: tuple[str, ...], out: Pat
     """Decode latents to an image (a grid for several). FILE: .npy, JSON, or `vaeserve encode --json` output."""
     z = read_latents(source, values)
     with remote.client() as vae:
-        png = vae.decode_grid(z, model=model_ref(model)[0], version=model_ref(model)[1])
+        png = vae.decode_grid(z, **model_ref(model))
     out.write_bytes(png)
     click.echo(f"wrote {out} ({len(z)} image{'s' if len(z) > 1 else ''})")
 
@@ -162,14 +160,12 @@ def sample(
     """Draw n images from the prior: a PNG grid (-o), or JSON with each PNG and its latent."""
     if out is None and not as_json:
         raise click.UsageError("give -o grid.png (or -o - for stdout), or --json")
-    name, version = model_ref(model)
+    ref = model_ref(model)
     with remote.client() as vae:
         if as_json:
-            click.echo(
-                vae.sample(n, seed=seed, temperature=temperature, model=name, version=version).model_dump_json(indent=2)
-            )
+            click.echo(vae.sample(n, seed=seed, temperature=temperature, **ref).model_dump_json(indent=2))
             return
-        png = vae.sample_grid(n, seed=seed, temperature=temperature, model=name, version=version)
+        png = vae.sample_grid(n, seed=seed, temperature=temperature, **ref)
     if str(out) == "-":
         sys.stdout.buffer.write(png)
         return
@@ -204,15 +200,9 @@ def reconstruct(
 ) -> None:
     """Reconstruct images from their posterior mean; write one PNG each, print their scores."""
     files = image_files(paths)
-    name, version = model_ref(model)
     with remote.client() as vae:
-        answer = in_batches(
-            files,
-            batch_size,
-            lambda batch: vae.reconstruct(
-                batch, importance_samples=importance_samples, seed=seed, model=name, version=version
-            ),
-        )
+        ask = partial(vae.reconstruct, importance_samples=importance_samples, seed=seed, **model_ref(model))
+        answer = in_batches(files, batch_size, ask)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for i, (path, png) in enumerate(zip(files, answer.pngs, strict=True)):
@@ -256,21 +246,17 @@ def score(
 ) -> int:
     """Score images for anomalies: score, p-value and decision per image."""
     files = image_files(paths)
-    name, version = model_ref(model)
+    ref = model_ref(model)
     with remote.client() as vae:
-        answer = in_batches(
-            files,
-            batch_size,
-            lambda batch: vae.score(
-                batch,
-                score=score_name,
-                false_positive_rate=fpr,
-                importance_samples=importance_samples,
-                seed=seed,
-                model=name,
-                version=version,
-            ),
+        ask = partial(
+            vae.score,
+            score=score_name,
+            false_positive_rate=fpr,
+            importance_samples=importance_samples,
+            seed=seed,
+            **ref,
         )
+        answer = in_batches(files, batch_size, ask)
     click.echo(
         output.as_json(output.with_files(answer.model_dump(mode="json"), files))
         if as_json

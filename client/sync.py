@@ -11,20 +11,28 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import Literal, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 import httpx2 as httpx
-from numpy.typing import ArrayLike
 
 from client import calls
-from client import results as r
-from client.bodies import Images
-from client.calls import Call, ClientBase, ScoreName
+from client.calls import Call, ClientBase, as_method
 from client.retry import Attempts
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
 T = TypeVar("T")
+
+
+def _method(build: Callable[P, Call[T]]) -> Callable[Concatenate[VAEClient, P], T]:
+    """A client method from an endpoint of client/calls.py: its signature and docstring, sent by _run."""
+
+    def method(self: VAEClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._run(build(*args, **kwargs))
+
+    return as_method(method, build)
 
 
 class VAEClient(ClientBase):
@@ -58,86 +66,14 @@ class VAEClient(ClientBase):
             log.info("%s %s: retrying in %.2f s", call.method, call.path, wait)
             time.sleep(wait)
 
-    def health(self) -> r.Health:
-        """GET /healthz: the process answers."""
-        return self._run(calls.health())
-
-    def ready(self) -> r.Readiness:
-        """GET /readyz: every model is loaded and warmed up (a 503 while loading is retried)."""
-        return self._run(calls.ready())
-
-    def models(self) -> r.ModelList:
-        """GET /v1/models: the loaded models, their metrics and calibration."""
-        return self._run(calls.models())
-
-    def model(self, name: str, version: str | None = None) -> r.ModelDetail:
-        """GET /v1/models/{name}: one model (its highest version unless `version` is given)."""
-        return self._run(calls.model(name, version))
-
-    def encode(
-        self,
-        images: Images,
-        *,
-        sample: bool = False,
-        seed: int = 0,
-        model: str | None = None,
-        version: str | None = None,
-    ) -> r.Encoding:
-        """Images (paths, bytes, or arrays [N, C, H, W]) to the mean and log-variance of q(z|x)."""
-        return self._run(calls.encode(images, sample, seed, model, version))
-
-    def decode(
-        self,
-        latents: ArrayLike,
-        *,
-        format: Literal["png", "array"] = "png",
-        model: str | None = None,
-        version: str | None = None,
-    ) -> r.Decoded:
-        """Latents [N, D] to images: base64 PNGs (`.pngs`) or arrays (`.pixels`)."""
-        return self._run(calls.decode(latents, format, model, version))
-
-    def decode_grid(self, latents: ArrayLike, *, model: str | None = None, version: str | None = None) -> bytes:
-        """Latents [N, D] to one PNG: the image, or a grid of them."""
-        return self._run(calls.decode_grid(latents, model, version))
-
-    def sample(
-        self, n: int = 16, *, seed: int = 0, temperature: float = 1.0, model: str | None = None,
-        version: str | None = None,
-    ) -> r.Samples:  # fmt: skip
-        """n draws from the prior: PNGs (`.pngs`) and their latents (`.z`)."""
-        return self._run(calls.sample(n, seed, temperature, model, version))
-
-    def sample_grid(
-        self, n: int = 16, *, seed: int = 0, temperature: float = 1.0, model: str | None = None,
-        version: str | None = None,
-    ) -> bytes:  # fmt: skip
-        """n draws from the prior as one PNG grid; the same seed gives the same bytes."""
-        return self._run(calls.sample_grid(n, seed, temperature, model, version))
-
-    def reconstruct(
-        self,
-        images: Images,
-        *,
-        importance_samples: int | None = None,
-        seed: int = 0,
-        format: Literal["png", "array"] = "png",
-        model: str | None = None,
-        version: str | None = None,
-    ) -> r.Reconstruction:
-        """Reconstructions from the posterior mean, with their scores."""
-        return self._run(calls.reconstruct(images, importance_samples, seed, format, model, version))
-
-    def score(
-        self,
-        images: Images,
-        *,
-        score: ScoreName | None = None,
-        false_positive_rate: float | None = None,
-        importance_samples: int | None = None,
-        seed: int = 0,
-        model: str | None = None,
-        version: str | None = None,
-    ) -> r.Scores:
-        """Anomaly scores: all scores, the decision score, its threshold, p-value and decision."""
-        return self._run(calls.score(images, score, false_positive_rate, importance_samples, seed, model, version))
+    health = _method(calls.health)
+    ready = _method(calls.ready)
+    models = _method(calls.models)
+    model = _method(calls.model)
+    encode = _method(calls.encode)
+    decode = _method(calls.decode)
+    decode_grid = _method(calls.decode_grid)
+    sample = _method(calls.sample)
+    sample_grid = _method(calls.sample_grid)
+    reconstruct = _method(calls.reconstruct)
+    score = _method(calls.score)
