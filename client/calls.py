@@ -16,6 +16,7 @@ import httpx2 as httpx
 from numpy.typing import ArrayLike
 from pydantic import BaseModel
 
+from app.schemas import ScoreName
 from client import results as r
 from client.bodies import Body, Images, image_body, latents_json
 from client.errors import connection_error, error_from_response
@@ -26,7 +27,6 @@ M = TypeVar("M", bound=BaseModel)
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_URL = "http://127.0.0.1:8000"
 PNG = "image/png"
-ScoreName = Literal["neg_elbo", "iwae_nll", "mse"]
 AuthHeader = Literal["bearer", "x-api-key"]
 
 

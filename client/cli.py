@@ -9,7 +9,8 @@
     vaeserve train --data mnist --out models/mnist-vae/1
 
 The server is VAESERVE_URL (default http://127.0.0.1:8000), its key VAESERVE_API_KEY.
-Exit codes: 0 done, 1 the server or a file said no (one line on stderr), 2 bad usage.
+Exit codes: 0 done; 1 the server or a file said no (one line on stderr), or `score --fail-on-anomaly`
+found an anomaly; 2 bad usage, or a command whose extras are not installed.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import get_args
 
 import click
 
+from app.schemas import ScoreName
 from client import output
 from client.arguments import image_files, in_batches, model_ref, read_latents
 from client.calls import DEFAULT_URL
@@ -219,7 +221,7 @@ def reconstruct(
 @click.option(
     "--score",
     "score_name",
-    type=click.Choice(["neg_elbo", "iwae_nll", "mse"]),
+    type=click.Choice(get_args(ScoreName)),
     help="the decision score; the calibrated one when absent",
 )
 @click.option(
@@ -235,7 +237,7 @@ def reconstruct(
 def score(
     remote: Remote,
     paths: tuple[Path, ...],
-    score_name: Any,
+    score_name: ScoreName | None,
     fpr: float | None,
     importance_samples: int | None,
     seed: int,

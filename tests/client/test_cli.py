@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,11 @@ def test_errors_are_one_line_on_stderr(vaeserve, digit_files: list[Path], tmp_pa
     missing = vaeserve("encode", "no-such.png")
     assert missing.returncode == 2 and b"Path 'no-such.png' does not exist" in missing.stderr
     assert sorted(os.listdir(tmp_path)) == ["broken.png", "digits"]  # nothing written on failure
+
+
+def test_health_waits_for_a_server_as_long_as_asked(vaeserve) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.monotonic()
+    done = vaeserve("health", "--wait", "1", url=url)
+    assert time.monotonic() - started >= 1.0
+    assert done.returncode == 1 and done.stderr.decode().startswith(f"error: cannot reach {url}: connection refused")
