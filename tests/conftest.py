@@ -1,14 +1,20 @@
-"""Session fixtures: real bundles trained once on real digits, shared by the tests."""
+"""Session fixtures shared by the tests: real bundles trained once on real digits, a model
+repository of them, digit inputs, and a virtual environment with only the serving install."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import venv
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from model.bundle import Bundle, load_bundle
-from tests.helpers import TINY_ARGS, real_digits, write_digits_npz
+from model.bundle import Bundle, load_bundle, write_bundle
+from tests.helpers import TINY_ARGS, png_bytes, real_digits, write_digits_npz
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +45,39 @@ def digit_images() -> np.ndarray:
     """64 real digits as model inputs, float32 (64, 1, 28, 28) in [0, 1]."""
     images, _ = real_digits(64, seed=1)
     return (images[:, None] / 255.0).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def repository(tmp_path_factory: pytest.TempPathFactory, bundle: Bundle) -> Path:
+    """digits/1, digits/2 (same weights, its own manifest) and other/1."""
+    root = tmp_path_factory.mktemp("repository")
+    shutil.copytree(bundle.path, root / "digits" / "1")
+    files = {name: (bundle.path / name).read_bytes() for name in bundle.manifest.files}
+    write_bundle(root / "digits" / "2", bundle.manifest.model_copy(update={"version": "2"}), files)
+    write_bundle(root / "other" / "1", bundle.manifest.model_copy(update={"name": "other"}), files)
+    return root
+
+
+@pytest.fixture(scope="session")
+def digit_pngs() -> list[bytes]:
+    images, _ = real_digits(4, seed=2)
+    return [png_bytes(image) for image in images]
+
+
+@pytest.fixture(scope="session")
+def digit_arrays() -> np.ndarray:
+    images, _ = real_digits(4, seed=2)
+    return (images[:, None] / 255.0).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def base_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtual environment with only the base (serving) install of this project: no torch."""
+    env = tmp_path_factory.mktemp("venv-base")
+    venv.create(env, with_pip=True)
+    python = env / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(ROOT)],
+        check=True, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    return python

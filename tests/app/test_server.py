@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import venv
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -131,19 +130,6 @@ def test_the_service_never_imports_torch_or_training(repository: Path) -> None:
             source = path.read_text()
             assert "import torch" not in source and "from torch" not in source, path
             assert "from training" not in source and "import training" not in source, path
-
-
-@pytest.fixture(scope="session")
-def base_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtual environment with only the base (serving) install of this project: no torch."""
-    env = tmp_path_factory.mktemp("venv-base")
-    venv.create(env, with_pip=True)
-    python = env / "bin" / "python"
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(ROOT)],
-        check=True, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    return python
 
 
 def test_the_base_install_serves_every_endpoint_without_torch(

@@ -1,0 +1,298 @@
+"""The `vaeserve` command line: talk to a server, or serve, train and evaluate here.
+
+    vaeserve health                              is the server up and ready?
+    vaeserve models                              what it serves
+    vaeserve encode digit.png                    latent means (a table; --json for all of it)
+    vaeserve sample -n 16 -o grid.png            16 draws from the prior as one PNG
+    vaeserve score imgs/*.png --fail-on-anomaly  anomaly scores; exit 1 if any is an anomaly
+    vaeserve serve --repository models           run the server here (python -m app)
+    vaeserve train --data mnist --out models/mnist-vae/1
+
+The server is VAESERVE_URL (default http://127.0.0.1:8000), its key VAESERVE_API_KEY.
+Exit codes: 0 done; 1 the server or a file said no (one line on stderr), or `score --fail-on-anomaly`
+found an anomaly; 2 bad usage, or a command whose extras are not installed.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import get_args
+
+import click
+
+from app.schemas import ScoreName
+from client import output
+from client.arguments import image_files, in_batches, model_ref, read_latents
+from client.calls import DEFAULT_URL
+from client.errors import VAEServeConnectionError, VAEServeError
+from client.local import evaluate, serve, train
+from client.retry import NO_RETRY, RetryPolicy
+from client.sync import VAEClient
+
+
+@dataclass(frozen=True)
+class Remote:
+    """Where the server is, from the group's options."""
+
+    url: str
+    api_key: str | None
+    timeout: float
+    retries: int
+
+    def client(self, retry: RetryPolicy | None = None) -> VAEClient:
+        policy = retry or RetryPolicy(attempts=self.retries + 1)
+        return VAEClient(self.url, api_key=self.api_key, timeout=self.timeout, retry=policy)
+
+
+MODEL = click.option("-m", "--model", "model", metavar="NAME[:VERSION]", help="the server's default when absent")
+IMAGES = click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+BATCH = click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="images per request")
+SEED = click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="seed of the noise")
+JSON = click.option("--json", "as_json", is_flag=True, help="print the server's whole answer as JSON")
+K = click.option("-k", "--importance-samples", type=click.IntRange(1), help="K; the calibration's K when absent")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--url", envvar="VAESERVE_URL", default=DEFAULT_URL, show_default=True, help="the server [VAESERVE_URL]")
+@click.option("--api-key", envvar="VAESERVE_API_KEY", help="sent as a bearer token [VAESERVE_API_KEY]")
+@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True), help="seconds")
+@click.option(
+    "--retries", default=4, show_default=True, type=click.IntRange(0, 20), help="on 503 or a refused connection"
+)
+@click.pass_context
+def cli(ctx: click.Context, url: str, api_key: str | None, timeout: float, retries: int) -> None:
+    """Encode, decode, sample and score images with a vaeserve server; serve and train models."""
+    ctx.obj = Remote(url, api_key or None, timeout, retries)
+
+
+@cli.command()
+@click.option("--wait", default=0.0, type=click.FloatRange(0), help="seconds to keep asking until it is ready")
+@click.pass_obj
+def health(remote: Remote, wait: float) -> int:
+    """Say whether the server is alive and ready (exit 1 if not)."""
+    deadline = time.monotonic() + wait
+    with remote.client(NO_RETRY) as vae:
+        while True:
+            try:
+                ready = vae.ready()
+                click.echo(f"ready: {', '.join(ready.models)} at {remote.url}")
+                return 0
+            except VAEServeError as exc:
+                if time.monotonic() >= deadline:
+                    if exc.status == 503:
+                        click.echo(f"not ready: {exc.detail} at {remote.url}", err=True)
+                        return 1
+                    raise
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+
+@cli.command()
+@click.argument("name", required=False)
+@JSON
+@click.pass_obj
+def models(remote: Remote, name: str | None, as_json: bool) -> None:
+    """List the models the server has loaded, or describe one (NAME[:VERSION]) in JSON."""
+    with remote.client() as vae:
+        if name:
+            ref = model_ref(name)
+            click.echo(vae.model(ref["model"] or name, ref["version"]).model_dump_json(indent=2))
+            return
+        answer = vae.models()
+    click.echo(answer.model_dump_json(indent=2) if as_json else output.models(answer))
+
+
+@cli.command()
+@IMAGES
+@click.option("--sample", is_flag=True, help="also draw z from q(z|x)")
+@SEED
+@MODEL
+@BATCH
+@JSON
+@click.pass_obj
+def encode(
+    remote: Remote, paths: tuple[Path, ...], sample: bool, seed: int, model: str | None, batch_size: int, as_json: bool
+) -> None:
+    """Encode images to the mean (and log-variance) of q(z|x)."""
+    files = image_files(paths)
+    with remote.client() as vae:
+        answer = in_batches(files, batch_size, partial(vae.encode, sample=sample, seed=seed, **model_ref(model)))
+    click.echo(
+        output.as_json(output.with_files(answer.model_dump(mode="json"), files))
+        if as_json
+        else output.encodings(files, answer)
+    )
+
+
+@cli.command()
+@click.argument("source", required=False, metavar="[FILE|-]")
+@click.option("-z", "values", multiple=True, metavar="V,V,...", help="one latent; repeat for more")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PNG to write")
+@MODEL
+@click.pass_obj
+def decode(remote: Remote, source: str | None, values: tuple[str, ...], out: Path, model: str | None) -> None:
+    """Decode latents to an image (a grid for several). FILE: .npy, JSON, or `vaeserve encode --json` output."""
+    z = read_latents(source, values)
+    with remote.client() as vae:
+        png = vae.decode_grid(z, **model_ref(model))
+    out.write_bytes(png)
+    click.echo(f"wrote {out} ({len(z)} image{'s' if len(z) > 1 else ''})")
+
+
+@cli.command()
+@click.option("-n", default=16, show_default=True, type=click.IntRange(1), help="how many samples")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="PNG grid to write; - for stdout",
+)
+@SEED
+@click.option("-t", "--temperature", default=1.0, show_default=True, type=click.FloatRange(0, 10, min_open=True))
+@MODEL
+@JSON
+@click.pass_obj
+def sample(
+    remote: Remote, n: int, out: Path | None, seed: int, temperature: float, model: str | None, as_json: bool
+) -> None:
+    """Draw n images from the prior: a PNG grid (-o), or JSON with each PNG and its latent."""
+    if out is None and not as_json:
+        raise click.UsageError("give -o grid.png (or -o - for stdout), or --json")
+    ref = model_ref(model)
+    with remote.client() as vae:
+        if as_json:
+            click.echo(vae.sample(n, seed=seed, temperature=temperature, **ref).model_dump_json(indent=2))
+            return
+        png = vae.sample_grid(n, seed=seed, temperature=temperature, **ref)
+    if str(out) == "-":
+        sys.stdout.buffer.write(png)
+        return
+    assert out is not None
+    out.write_bytes(png)
+    click.echo(f"wrote {out} ({n} samples, seed {seed}, temperature {temperature:g})")
+
+
+@cli.command()
+@IMAGES
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="directory for the PNGs",
+)
+@K
+@SEED
+@MODEL
+@BATCH
+@click.pass_obj
+def reconstruct(
+    remote: Remote,
+    paths: tuple[Path, ...],
+    out_dir: Path,
+    importance_samples: int | None,
+    seed: int,
+    model: str | None,
+    batch_size: int,
+) -> None:
+    """Reconstruct images from their posterior mean; write one PNG each, print their scores."""
+    files = image_files(paths)
+    with remote.client() as vae:
+        ask = partial(vae.reconstruct, importance_samples=importance_samples, seed=seed, **model_ref(model))
+        answer = in_batches(files, batch_size, ask)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, (path, png) in enumerate(zip(files, answer.pngs, strict=True)):
+        target = out_dir / f"{path.stem}.png"
+        if target in written:  # the same name from two folders
+            target = out_dir / f"{path.stem}-{i}.png"
+        target.write_bytes(png)
+        written.append(target)
+    click.echo(output.reconstructions(files, written, answer))
+
+
+@cli.command()
+@IMAGES
+@click.option(
+    "--score",
+    "score_name",
+    type=click.Choice(get_args(ScoreName)),
+    help="the decision score; the calibrated one when absent",
+)
+@click.option(
+    "--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), help="false positive rate for the threshold"
+)
+@K
+@SEED
+@MODEL
+@BATCH
+@JSON
+@click.option("--fail-on-anomaly", is_flag=True, help="exit 1 when any image is an anomaly")
+@click.pass_obj
+def score(
+    remote: Remote,
+    paths: tuple[Path, ...],
+    score_name: ScoreName | None,
+    fpr: float | None,
+    importance_samples: int | None,
+    seed: int,
+    model: str | None,
+    batch_size: int,
+    as_json: bool,
+    fail_on_anomaly: bool,
+) -> int:
+    """Score images for anomalies: score, p-value and decision per image."""
+    files = image_files(paths)
+    ref = model_ref(model)
+    with remote.client() as vae:
+        ask = partial(
+            vae.score,
+            score=score_name,
+            false_positive_rate=fpr,
+            importance_samples=importance_samples,
+            seed=seed,
+            **ref,
+        )
+        answer = in_batches(files, batch_size, ask)
+    click.echo(
+        output.as_json(output.with_files(answer.model_dump(mode="json"), files))
+        if as_json
+        else output.scores(files, answer)
+    )
+    return 1 if fail_on_anomaly and bool(answer.is_anomaly.any()) else 0
+
+
+cli.add_command(serve)
+cli.add_command(train)
+cli.add_command(evaluate)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console script: errors become one line on stderr and an exit code, never a traceback."""
+    try:
+        code = cli.main(args=list(argv) if argv is not None else None, prog_name="vaeserve", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except VAEServeConnectionError as exc:
+        click.echo(f"error: {exc}; is the server running? (--url or VAESERVE_URL)", err=True)
+        return 1
+    except VAEServeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    except (OSError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

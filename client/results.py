@@ -1,0 +1,115 @@
+"""Typed answers: the server's own response models (app/schemas.py), plus numpy conveniences.
+
+Parsing with the models the server answers with means client and server cannot disagree on
+a field. The arrays are built on demand from the parsed lists, float32 like the model's.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from app import schemas as s
+
+# Re-exported as they are: nothing to add.
+Health = s.Health
+Readiness = s.Readiness
+ModelList = s.ModelList
+ModelSummary = s.ModelSummary
+ModelDetail = s.ModelDetail
+
+T = TypeVar("T")
+
+
+def _complete(items: list[T | None]) -> list[T] | None:
+    """The items when none is missing, else None."""
+    return None if any(item is None for item in items) else [item for item in items if item is not None]
+
+
+def _pngs(images: list[str] | None) -> list[bytes]:
+    if images is None:
+        raise ValueError("this answer holds arrays, not PNGs: ask with format='png'")
+    return [base64.b64decode(image) for image in images]
+
+
+def _pixels(arrays: list[list[list[list[float]]]] | None) -> NDArray[np.float32]:
+    if arrays is None:
+        raise ValueError("this answer holds PNGs, not arrays: ask with format='array'")
+    return np.asarray(arrays, dtype=np.float32)
+
+
+class Encoding(s.EncodeResponse):
+    """POST /v1/encode: per image the mean and log-variance of q(z|x) (and one draw z)."""
+
+    @property
+    def mean(self) -> NDArray[np.float32]:
+        return np.asarray([r.mean for r in self.results], dtype=np.float32).reshape(-1, self.latent_dim)  # (N, D)
+
+    @property
+    def log_var(self) -> NDArray[np.float32]:
+        return np.asarray([r.log_var for r in self.results], dtype=np.float32).reshape(-1, self.latent_dim)  # (N, D)
+
+    @property
+    def z(self) -> NDArray[np.float32] | None:
+        """The draws from q(z|x), (N, D); None unless asked for with sample=True."""
+        if any(r.z is None for r in self.results):
+            return None
+        return np.asarray([r.z for r in self.results], dtype=np.float32).reshape(-1, self.latent_dim)
+
+
+class Decoded(s.ImagesResponse):
+    """POST /v1/decode: base64 PNGs (format='png') or pixel arrays (format='array')."""
+
+    @property
+    def pngs(self) -> list[bytes]:
+        return _pngs(self.images)
+
+    @property
+    def pixels(self) -> NDArray[np.float32]:
+        return _pixels(self.arrays)  # (N, C, H, W) in [0, 1]
+
+
+class Samples(s.SamplesResponse):
+    """GET /v1/samples?format=json: the samples as PNGs and the latents they were decoded from."""
+
+    @property
+    def pngs(self) -> list[bytes]:
+        return _pngs(self.images)
+
+    @property
+    def z(self) -> NDArray[np.float32]:
+        return np.asarray(self.latents, dtype=np.float32)  # (N, D)
+
+
+class Reconstruction(s.ReconstructResponse):
+    """POST /v1/reconstruct: reconstructions from the posterior mean, with their scores."""
+
+    @property
+    def pngs(self) -> list[bytes]:
+        return _pngs(_complete([r.image for r in self.results]))
+
+    @property
+    def pixels(self) -> NDArray[np.float32]:
+        return _pixels(_complete([r.array for r in self.results]))  # (N, C, H, W) in [0, 1]
+
+
+class Scores(s.ScoreResponse):
+    """POST /v1/score: every score per image, the decision score, its threshold and p-value."""
+
+    @property
+    def values(self) -> NDArray[np.float64]:
+        """The decision score (the one named by `score`) per image, (N,)."""
+        return np.asarray([r.score for r in self.results], dtype=np.float64)
+
+    @property
+    def p_values(self) -> NDArray[np.float64]:
+        """(N,); NaN where the model has no calibration for this score."""
+        return np.asarray([np.nan if r.p_value is None else r.p_value for r in self.results], dtype=np.float64)
+
+    @property
+    def is_anomaly(self) -> NDArray[np.bool_]:
+        """(N,); all False where the model has no calibration for this score."""
+        return np.asarray([bool(r.is_anomaly) for r in self.results], dtype=np.bool_)
