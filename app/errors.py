@@ -79,10 +79,10 @@ def body_too_large(limit: int) -> ProblemError:
     return ProblemError(413, "body-too-large", "Payload too large", f"the body is over the limit of {limit} bytes")
 
 
-def too_many_images(count: int, limit: int) -> ProblemError:
-    return ProblemError(
-        413, "too-many-images", "Payload too large", f"{count} images is over the limit of {limit} per request"
-    )
+def too_many_images(count: int | None, limit: int) -> ProblemError:
+    """413 for a request over the images-per-request limit; `count` None when parsing stopped at the limit."""
+    many = f"{count} images" if count is not None else f"more than {limit} images"
+    return ProblemError(413, "too-many-images", "Payload too large", f"{many} is over the limit of {limit} per request")
 
 
 def install_handlers(app: FastAPI) -> None:

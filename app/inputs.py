@@ -105,7 +105,9 @@ async def _read_multipart(request: Request, spec: InputSpec, settings: Settings)
     limit = settings.max_images_per_request
     try:
         form = await request.form(max_files=limit + 1, max_fields=limit + 1)
-    except HTTPException:  # Starlette's answer to a malformed body or too many parts
+    except HTTPException as exc:  # Starlette's answer to a malformed body or too many parts
+        if str(exc.detail).startswith(("Too many files", "Too many fields")):
+            raise too_many_images(None, limit) from None
         raise ProblemError(
             400, "invalid-multipart", "Invalid multipart body", "the multipart body cannot be parsed"
         ) from None

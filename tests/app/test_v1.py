@@ -124,6 +124,14 @@ def test_npy_arrays_are_a_binary_fast_path(client: TestClient, digit_arrays) -> 
     )
 
 
+def test_too_many_multipart_files_is_413(client: TestClient, digit_pngs) -> None:
+    files = [("f", ("a.png", digit_pngs[0], "image/png"))]
+    assert_problem(client.post("/v1/encode", files=files * 9), 413, "Payload too large",
+                   "9 images is over the limit of 8 per request")  # fmt: skip
+    assert_problem(client.post("/v1/encode", files=files * 12), 413, "Payload too large",
+                   "more than 8 images is over the limit of 8 per request")  # the parser stops at 9  # fmt: skip
+
+
 def test_rgb_and_odd_sized_uploads_are_converted(client: TestClient, digit_pngs) -> None:
     grey = _png_to_array(digit_pngs[0])
     rgb = png_bytes(np.dstack([grey] * 3))
