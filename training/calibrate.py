@@ -28,6 +28,7 @@ from model.bundle import Calibration, SplitMetrics, load_bundle, write_bundle
 from model.errors import BundleError
 from model.runtime import VAERuntime, batched_scores
 from model.scores import bits_per_dim, threshold_at_fpr
+from training import report
 from training.config import CalibrationConfig, ConfigError
 from training.data import DataError, bundle_splits
 
@@ -71,8 +72,6 @@ def split_metrics(
 
 def recalibrate(path: Path, config: CalibrationConfig, command: str = "") -> Calibration:
     """Re-calibrate the bundle at `path` in place; only manifest.json and MODEL_CARD.md change."""
-    from training import report  # imported here: it pulls in matplotlib
-
     bundle = load_bundle(path)
     images = bundle_splits(bundle.manifest)["calibration"]
     log.info("calibrating %s on %d images (K=%d)", path, len(images), config.importance_samples)
