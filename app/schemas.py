@@ -72,7 +72,7 @@ class ImageScores(_Out):
 
 
 class ScoredImage(ImageScores):
-    score: float = Field(examples=[98.2], description="the decision score's value")
+    score: float = Field(examples=[0.012], description="the decision score's value")
     p_value: float | None = Field(examples=[0.42], description="(1 + #calibration >= score) / (n + 1)")
     is_anomaly: bool | None = Field(examples=[False], description="score > threshold")
     heatmap: str | None = Field(None, description=_HEATMAP, examples=[None])
@@ -81,8 +81,8 @@ class ScoredImage(ImageScores):
 class ScoreResponse(ModelRef):
     importance_samples: int = Field(examples=[64])
     seed: int = Field(examples=[0])
-    score: ScoreName = Field(examples=["neg_elbo"], description="which score decides")
-    threshold: float | None = Field(examples=[160.3])
+    score: ScoreName = Field(examples=["mse"], description="which score decides")
+    threshold: float | None = Field(examples=[0.0183])
     false_positive_rate: float | None = Field(examples=[0.01])
     results: list[ScoredImage]
 
@@ -101,8 +101,8 @@ class ReconstructResponse(ModelRef):
 
 
 class CalibrationSummary(_Out):
-    score: str = Field(examples=["neg_elbo"])
-    threshold: float = Field(examples=[160.3])
+    score: str = Field(examples=["mse"])
+    threshold: float = Field(examples=[0.0183])
     false_positive_rate: float = Field(examples=[0.01])
     split_size: int = Field(examples=[250])
     importance_samples: int = Field(examples=[64])

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(
-        f"calibrated {args.bundle}: {cal.score} threshold {cal.threshold:.3f} at FPR {cal.false_positive_rate} "
+        f"calibrated {args.bundle}: {cal.score} threshold {cal.threshold:.6g} at FPR {cal.false_positive_rate} "
         f"on {cal.split_size} images (K={cal.importance_samples}); scores kept: {', '.join(cal.scores)}"
     )
     return 0

@@ -123,7 +123,7 @@ def calibration_section(calibration: Calibration, note: str = "") -> str:
     return f"""## Anomaly calibration
 - Score `{calibration.score}` on {calibration.split_size} held-out normal images
   (K={calibration.importance_samples}, seed {calibration.seed}).
-- Threshold {calibration.threshold:.3f} at a false-positive rate of {calibration.false_positive_rate:.2%}.
+- Threshold {calibration.threshold:.6g} at a false-positive rate of {calibration.false_positive_rate:.2%}.
 - Calibration scores kept for: {", ".join(f"`{name}`" for name in calibration.scores)}.
 - p-value = (1 + #calibration scores >= s) / (n + 1).
 {note}"""

@@ -221,7 +221,7 @@ async def score_images(
     images = await read_images(request, model.manifest.input, settings)
     scores = await model.score(images, k, seed)
     cal = model.manifest.calibration
-    name = score or (cal.score if cal else "neg_elbo")
+    name = score or (cal.score if cal else "mse")
     values = scores.by_name(name)
     threshold, fpr, p = None, None, [None] * len(values)
     if cal is not None and name in cal.scores:

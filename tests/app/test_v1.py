@@ -198,9 +198,10 @@ def test_score_equals_the_runtime_with_the_calibrated_decision(
     expected = runtime.score(digit_arrays, importance_samples=12, seed=5)
     for name in SCORE_NAMES:
         np.testing.assert_allclose([x[name] for x in body["results"]], getattr(expected, name), rtol=1e-9)
-    p = p_values(cal.scores[cal.score], expected.neg_elbo)
+    decided = expected.by_name(cal.score)
+    p = p_values(cal.scores[cal.score], decided)
     assert [x["p_value"] for x in body["results"]] == pytest.approx(p.tolist())
-    assert [x["is_anomaly"] for x in body["results"]] == [bool(v > cal.threshold) for v in expected.neg_elbo]
+    assert [x["is_anomaly"] for x in body["results"]] == [bool(v > cal.threshold) for v in decided]
 
 
 def test_score_defaults_to_the_calibrated_k_and_flags_noise(client: TestClient, runtime: VAERuntime) -> None:
