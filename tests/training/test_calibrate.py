@@ -41,7 +41,10 @@ def test_recalibrate_changes_only_the_manifest_and_card(bundle: Bundle, tmp_path
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--fpr", "1.5"], "error: --fpr must be in (0, 1), got 1.5"), (["--importance-samples", "0"], "error: --importance-samples must be >= 1, got 0")],
+    [
+        (["--fpr", "1.5"], "error: --fpr must be in (0, 1), got 1.5"),
+        (["--importance-samples", "0"], "error: --importance-samples must be >= 1, got 0"),
+    ],
 )
 def test_bad_arguments_change_nothing(bundle: Bundle, tmp_path: Path, capsys, args: list[str], message: str) -> None:
     path = tmp_path / "b"

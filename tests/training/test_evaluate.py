@@ -29,7 +29,7 @@ def test_builtin_sets_are_deterministic_images(bundle: Bundle) -> None:
     for kind in ("noise", "inverted", "rotated", "letters", "digits8x8"):
         images = load_set(f"builtin:{kind}", bundle.manifest, normal, 12, seed=3)
         assert images.shape == (12, 1, 28, 28) and images.dtype == np.float32, kind
-        assert 0.0 <= images.min() and images.max() <= 1.0 and images.max() > 0.5, kind
+        assert images.min() >= 0.0 and images.max() <= 1.0 and images.max() > 0.5, kind
         np.testing.assert_array_equal(images, load_set(f"builtin:{kind}", bundle.manifest, normal, 12, seed=3))
     np.testing.assert_allclose(load_set("builtin:inverted", bundle.manifest, normal, 5, 0), 1.0 - normal[:5])
     rotated = load_set("builtin:rotated", bundle.manifest, normal, 12, 0)
