@@ -41,8 +41,7 @@ def load_set(name: str, manifest: Manifest, normal: F32 | None, n: int, seed: in
     spec = manifest.input
     rng = np.random.default_rng(seed)
     if not name.startswith("builtin:"):
-        config = DataConfig(source=name, channels=spec.channels, height=spec.height, width=spec.width)
-        config.resize = spec.resize
+        config = DataConfig(name, channels=spec.channels, height=spec.height, width=spec.width, resize=spec.resize)
         return load_dataset(config).images[:n]
     kind = name.removeprefix("builtin:")
     if kind == "test":
