@@ -9,8 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from model.bundle import InputSpec, SplitMetrics
 
-ScoreName = Literal["neg_elbo", "iwae_nll", "mse"]
+ScoreName = Literal["neg_elbo", "iwae_nll", "mse", "complexity"]  # the calibrated scores
 _LATENT = [0.12, -1.3, 0.8, 0.05]
+_HEATMAP = (
+    "with heatmap=true: a base64 PNG of -log p(x_i | z = posterior mean) per pixel, nats, "
+    "from dark (0) to bright (the image's largest)"
+)
 
 
 class _Out(BaseModel):
@@ -58,19 +62,27 @@ class ImageScores(_Out):
     iwae_nll: float = Field(examples=[93.1], description="-log p(x), importance-weighted with K samples")
     bits_per_dim: float = Field(examples=[0.171], description="iwae_nll in bits per pixel")
     mse: float = Field(examples=[0.012], description="mean squared pixel error of the reconstruction")
+    png_bits: float = Field(
+        examples=[2448.0], description="L(x), bits: the 8-bit image's length as a PNG (zlib level 9), headers included"
+    )
+    complexity: float = Field(
+        examples=[-2296.3],
+        description="iwae_nll / ln 2 - png_bits, bits: Serrà et al. (2020)'s complexity-corrected NLL",
+    )
 
 
 class ScoredImage(ImageScores):
-    score: float = Field(examples=[98.2], description="the decision score's value")
+    score: float = Field(examples=[0.012], description="the decision score's value")
     p_value: float | None = Field(examples=[0.42], description="(1 + #calibration >= score) / (n + 1)")
     is_anomaly: bool | None = Field(examples=[False], description="score > threshold")
+    heatmap: str | None = Field(None, description=_HEATMAP, examples=[None])
 
 
 class ScoreResponse(ModelRef):
     importance_samples: int = Field(examples=[64])
     seed: int = Field(examples=[0])
-    score: ScoreName = Field(examples=["neg_elbo"], description="which score decides")
-    threshold: float | None = Field(examples=[160.3])
+    score: ScoreName = Field(examples=["mse"], description="which score decides")
+    threshold: float | None = Field(examples=[0.0183])
     false_positive_rate: float | None = Field(examples=[0.01])
     results: list[ScoredImage]
 
@@ -79,6 +91,7 @@ class ReconstructedImage(_Out):
     image: str | None = Field(None, description="base64 PNG", examples=["iVBORw0KGgo..."])
     array: list[list[list[float]]] | None = Field(None, description="[C, H, W] pixels in [0, 1]")
     scores: ImageScores
+    heatmap: str | None = Field(None, description=_HEATMAP, examples=[None])
 
 
 class ReconstructResponse(ModelRef):
@@ -88,8 +101,8 @@ class ReconstructResponse(ModelRef):
 
 
 class CalibrationSummary(_Out):
-    score: str = Field(examples=["neg_elbo"])
-    threshold: float = Field(examples=[160.3])
+    score: str = Field(examples=["mse"])
+    threshold: float = Field(examples=[0.0183])
     false_positive_rate: float = Field(examples=[0.01])
     split_size: int = Field(examples=[250])
     importance_samples: int = Field(examples=[64])

@@ -117,11 +117,55 @@ def to_uint8(images: NDArray[np.floating]) -> NDArray[np.uint8]:
     return np.moveaxis(clipped.astype(np.uint8), -3, -1)
 
 
-def encode_png(image: NDArray[np.floating]) -> bytes:
-    """One (C, H, W) image in [0, 1] -> PNG bytes (greyscale or RGB)."""
+def encode_png(image: NDArray[np.floating], compress_level: int = 6) -> bytes:
+    """One (C, H, W) image in [0, 1] -> PNG bytes (greyscale or RGB), zlib level 0..9."""
     pixels = to_uint8(image)  # (H, W, C)
     buffer = io.BytesIO()
-    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buffer, format="PNG")
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(
+        buffer, format="PNG", compress_level=compress_level
+    )
+    return buffer.getvalue()
+
+
+def png_bits(images: NDArray[np.floating]) -> NDArray[np.float64]:
+    """The compressed length L(x) in bits of each (N, C, H, W) image, for the complexity score.
+
+    Exactly: the image rounded to 8 bits per channel (`to_uint8`), saved by Pillow as a
+    greyscale ("L") or RGB PNG with zlib level 9, Pillow's default filter choice and no
+    ancillary chunks; L(x) = 8 x the whole file's length, headers included (a constant
+    ~456 bits for one size of image, so it shifts every score alike).
+    """
+    return np.array([8.0 * len(encode_png(image, compress_level=9)) for image in images], dtype=np.float64)
+
+
+# A perceptually ordered dark-to-bright colour scale (anchors of matplotlib's "inferno"),
+# interpolated to 256 entries, so heatmaps need no plotting library in the serving path.
+_ANCHORS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float64)
+_COLORMAP = (
+    np.stack(
+        [np.interp(np.linspace(0.0, 1.0, 256), np.linspace(0.0, 1.0, len(_ANCHORS)), _ANCHORS[:, c]) for c in range(3)],
+        axis=-1,
+    )
+    .round()
+    .astype(np.uint8)
+)  # (256, 3)
+
+
+def heatmap_png(values: NDArray[np.floating], vmax: float | None = None) -> bytes:
+    """A (C, H, W) or (H, W) map, e.g. per-pixel NLL -> an RGB PNG, 0 dark, `vmax` bright.
+
+    Channels are averaged. `vmax` defaults to the map's own maximum, so each heatmap uses
+    the whole colour scale; pass one value to make several maps comparable.
+    """
+    grid = np.asarray(values, dtype=np.float64)
+    if grid.ndim == 3:
+        grid = grid.mean(axis=0)  # (H, W)
+    low = min(float(grid.min()), 0.0)  # a Gaussian's per-pixel NLL can be negative
+    top = (float(grid.max()) if vmax is None else vmax) - low
+    scaled = np.clip((grid - low) / top, 0.0, 1.0) if top > 0 else np.zeros_like(grid)
+    rgb = _COLORMAP[np.round(scaled * 255.0).astype(np.intp)]  # (H, W, 3)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
     return buffer.getvalue()
 
 

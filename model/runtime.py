@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from model import scores as S
 from model.bundle import Bundle
 from model.errors import BundleError, InputError
+from model.preprocess import png_bits
 
 F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
@@ -55,7 +56,10 @@ class ImageScores:
     iwae_nll: F64  # -log p(x) by importance sampling with K samples
     bits_per_dim: F64  # of iwae_nll
     mse: F64  # mean squared error per pixel of the reconstruction from the posterior mean
+    png_bits: F64  # L(x): the 8-bit image's length as a PNG, in bits (model/preprocess.png_bits)
+    complexity: F64  # Serrà et al. (2020): iwae_nll / ln 2 - png_bits, in bits
     reconstructions: F32  # (N, C, H, W): decoded from the posterior mean, the images mse compares
+    pixel_nll: F32  # (N, C, H, W): -log p(x_i | z = posterior mean) per pixel, nats; the heatmap
     importance_samples: int = 0
 
     def as_arrays(self) -> tuple[F64 | F32, ...]:
@@ -73,8 +77,8 @@ class ImageScores:
         return value
 
 
-SCORE_NAMES = ("neg_elbo", "reconstruction", "kl", "iwae_nll", "bits_per_dim", "mse")
-ARRAY_FIELDS = (*SCORE_NAMES, "reconstructions")
+SCORE_NAMES = ("neg_elbo", "reconstruction", "kl", "iwae_nll", "bits_per_dim", "mse", "png_bits", "complexity")
+ARRAY_FIELDS = (*SCORE_NAMES, "reconstructions", "pixel_nll")
 
 
 def noise(seed: int, shape: tuple[int, ...]) -> F32:
@@ -193,6 +197,14 @@ class VAERuntime:
         log_scale = np.asarray(self.manifest.likelihood.log_scale or [0.0], dtype=np.float64)
         return S.gaussian_log_prob(x, params, log_scale)
 
+    def pixel_log_likelihood(self, images: F32, params: F32) -> F64:
+        """log p(x_i|z) per pixel, (..., C, H, W)."""
+        x = images.astype(np.float64)
+        if self.manifest.likelihood.kind == "bernoulli":
+            return S.bernoulli_pixel_log_prob(x, params)
+        log_scale = np.asarray(self.manifest.likelihood.log_scale or [0.0], dtype=np.float64)
+        return S.gaussian_pixel_log_prob(x, params, log_scale)
+
     def score(self, images: F32, importance_samples: int = 64, seed: int = 0) -> ImageScores:
         """All per-image scores with K = importance_samples draws from q(z|x).
 
@@ -218,8 +230,13 @@ class VAERuntime:
         reconstruction = -log_px.mean(axis=1)
         kl = S.kl_to_standard_normal(mean, log_var)
         iwae_nll = -S.iwae_log_likelihood(log_weights)
-        recon_images = self.params_to_images(self.decode_params(mean))
+        recon_params = self.decode_params(mean)  # (N, C, H, W)
+        recon_images = self.params_to_images(recon_params)
         mse = ((recon_images.astype(np.float64) - images) ** 2).reshape(len(images), -1).mean(axis=1)
+        # The heatmap: which pixels the model cannot explain from the image's own code. The
+        # posterior mean rather than the K samples: one deterministic map, the one `mse` uses.
+        pixel_nll = (-self.pixel_log_likelihood(images, recon_params)).astype(np.float32)
+        lengths = png_bits(images)
         return ImageScores(
             neg_elbo=reconstruction + kl,
             reconstruction=reconstruction,
@@ -227,7 +244,10 @@ class VAERuntime:
             iwae_nll=iwae_nll,
             bits_per_dim=S.bits_per_dim(iwae_nll, self.input.dims),
             mse=mse,
+            png_bits=lengths,
+            complexity=S.complexity_corrected(iwae_nll, lengths),
             reconstructions=recon_images,
+            pixel_nll=pixel_nll,
             importance_samples=k,
         )
 

@@ -1,4 +1,4 @@
-"""The scoring maths in numpy: likelihoods, KL, ELBO and IWAE parts, thresholds, p-values.
+"""The scoring maths in numpy: likelihoods, KL, ELBO and IWAE parts, complexity, thresholds, p-values.
 
 Shared by the trainer (calibration, test metrics) and the service, so the two can never
 disagree on a score. Every function is pure: noise comes in as an argument.
@@ -17,23 +17,35 @@ FloatArray = NDArray[np.float32] | NDArray[np.float64]
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def bernoulli_log_prob(x: FloatArray, logits: FloatArray) -> NDArray[np.float64]:
-    """log p(x|z) summed over pixels, for x in [0, 1] and logits (..., C, H, W) -> (...).
+def bernoulli_pixel_log_prob(x: FloatArray, logits: FloatArray) -> NDArray[np.float64]:
+    """log p(x_i|z) per pixel, for x in [0, 1] and logits of the same shape (..., C, H, W).
 
     Stable form of x*log(sigmoid(l)) + (1-x)*log(1-sigmoid(l)) = x*l - softplus(l),
     the negative of binary cross-entropy with logits.
     """
     logits = logits.astype(np.float64)
-    softplus = np.logaddexp(0.0, logits)
-    per_pixel = x * logits - softplus
-    return per_pixel.reshape(*per_pixel.shape[:-3], -1).sum(axis=-1)
+    return np.asarray(x * logits - np.logaddexp(0.0, logits), dtype=np.float64)
+
+
+def bernoulli_log_prob(x: FloatArray, logits: FloatArray) -> NDArray[np.float64]:
+    """log p(x|z) summed over pixels, for x in [0, 1] and logits (..., C, H, W) -> (...)."""
+    return _sum_pixels(bernoulli_pixel_log_prob(x, logits))
+
+
+def gaussian_pixel_log_prob(x: FloatArray, mean: FloatArray, log_scale: FloatArray) -> NDArray[np.float64]:
+    """log N(x_i; mean_i, exp(log_scale)^2) per pixel; log_scale broadcasts per channel."""
+    log_scale = np.asarray(log_scale, dtype=np.float64).reshape(-1, 1, 1)  # (C, 1, 1)
+    diff = (x - mean.astype(np.float64)) * np.exp(-log_scale)
+    return np.asarray(-0.5 * diff**2 - log_scale - 0.5 * _LOG_2PI, dtype=np.float64)
 
 
 def gaussian_log_prob(x: FloatArray, mean: FloatArray, log_scale: FloatArray) -> NDArray[np.float64]:
     """log N(x; mean, exp(log_scale)^2) summed over pixels; log_scale broadcasts per channel."""
-    log_scale = np.asarray(log_scale, dtype=np.float64).reshape(-1, 1, 1)  # (C, 1, 1)
-    diff = (x - mean.astype(np.float64)) * np.exp(-log_scale)
-    per_pixel = -0.5 * diff**2 - log_scale - 0.5 * _LOG_2PI
+    return _sum_pixels(gaussian_pixel_log_prob(x, mean, log_scale))
+
+
+def _sum_pixels(per_pixel: NDArray[np.float64]) -> NDArray[np.float64]:
+    """(..., C, H, W) -> (...)."""
     return per_pixel.reshape(*per_pixel.shape[:-3], -1).sum(axis=-1)
 
 
@@ -71,6 +83,14 @@ def iwae_log_likelihood(log_weights: FloatArray) -> NDArray[np.float64]:
 def bits_per_dim(nll_nats: FloatArray | float, dims: int) -> NDArray[np.float64]:
     """Convert a negative log-likelihood in nats per image to bits per dimension."""
     return np.asarray(nll_nats, dtype=np.float64) / (dims * math.log(2.0))
+
+
+def complexity_corrected(nll_nats: FloatArray, png_bits: FloatArray) -> NDArray[np.float64]:
+    """Serrà et al. (2020)'s S(x) = -log2 p(x) - L(x): the NLL in bits minus the image's
+    compressed length L(x) in bits. A likelihood score alone ranks simple images (flat,
+    blurry) as most normal (Nalisnick et al. 2019); subtracting L(x) removes the part of
+    the NLL that any generic compressor would pay too."""
+    return np.asarray(nll_nats, dtype=np.float64) / math.log(2.0) - np.asarray(png_bits, dtype=np.float64)
 
 
 def threshold_at_fpr(calibration_scores: ArrayLike, false_positive_rate: float) -> float:

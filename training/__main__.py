@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> Path:
     print(
         f"wrote {args.out}: test neg ELBO {test.neg_elbo:.2f} nats, IWAE NLL {test.iwae_nll:.2f} nats "
         f"(K={test.importance_samples}), {test.bits_per_dim:.4f} bits/dim; "
-        f"threshold {calibration.threshold:.2f} at FPR {calibration.false_positive_rate}"
+        f"threshold {calibration.threshold:.4g} at FPR {calibration.false_positive_rate}"
     )
     return args.out
 

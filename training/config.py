@@ -76,7 +76,7 @@ class TrainConfig:
 class CalibrationConfig:
     """How the anomaly threshold and the test metrics are computed."""
 
-    score: Literal["neg_elbo", "iwae_nll", "mse"] = "neg_elbo"
+    score: Literal["neg_elbo", "iwae_nll", "mse", "complexity"] = "mse"  # see docs/anomaly.md
     false_positive_rate: float = 0.01
     importance_samples: int = 64  # K for per-image scores, the service's default too
     test_importance_samples: int = 1000  # K for the test-set IWAE NLL in the metrics

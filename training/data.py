@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from model.bundle import InputSpec, SplitSpec
+from model.bundle import InputSpec, Manifest, SplitSpec
 from model.errors import InputError
 from model.preprocess import decode_image
-from training.config import DataConfig
+from training.config import DataConfig, RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,23 @@ def split(dataset: Dataset, config: DataConfig) -> tuple[dict[str, NDArray[np.in
         indices_sha256={k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in indices.items()},
     )
     return indices, spec
+
+
+def bundle_splits(manifest: Manifest) -> dict[str, NDArray[np.float32]]:
+    """A bundle's own test / calibration / validation / train images, rebuilt from its
+    manifest (training config, dataset fingerprint, split recipe) and checked against it."""
+    if manifest.training is None or manifest.dataset is None:
+        raise DataError(f"bundle {manifest.name}:{manifest.version} does not record its training data")
+    config = RunConfig.from_dict(manifest.training.config).data
+    dataset = load_dataset(config)
+    if dataset.fingerprint() != manifest.dataset.sha256:
+        raise DataError(
+            f"dataset {config.source} is not the one bundle {manifest.name} was trained on (sha256 differs)"
+        )
+    indices, spec = split(dataset, config)
+    if spec.indices_sha256 != manifest.dataset.split.indices_sha256:
+        raise DataError(f"the split of {config.source} does not match the one in the manifest of {manifest.name}")
+    return {name: dataset.images[rows] for name, rows in indices.items()}
 
 
 def _load_builtin_digits() -> Dataset:

@@ -110,14 +110,20 @@ A variational autoencoder served by vaeserve. Created {created.isoformat(timespe
 |---|---|---|---|---|---|---|
 {metric_rows}
 
-## Anomaly calibration
-- Score `{calibration.score}` on {calibration.split_size} held-out normal images
-  (K={calibration.importance_samples}, seed {calibration.seed}).
-- Threshold {calibration.threshold:.3f} at a false-positive rate of {calibration.false_positive_rate:.2%}.
-- p-value = (1 + #calibration scores >= s) / (n + 1).
-
+{calibration_section(calibration)}
 ## Limits
 - Trained on {dataset.rows} images; inputs unlike them get high scores by design, but likelihoods
   of very simple inputs can be misleadingly high (Nalisnick et al. 2019).
 - Bernoulli "likelihoods" of grey pixels are a convention, not a density of the data.
+{note}"""
+
+
+def calibration_section(calibration: Calibration, note: str = "") -> str:
+    """The model card's "## Anomaly calibration" section, ending with a newline."""
+    return f"""## Anomaly calibration
+- Score `{calibration.score}` on {calibration.split_size} held-out normal images
+  (K={calibration.importance_samples}, seed {calibration.seed}).
+- Threshold {calibration.threshold:.6g} at a false-positive rate of {calibration.false_positive_rate:.2%}.
+- Calibration scores kept for: {", ".join(f"`{name}`" for name in calibration.scores)}.
+- p-value = (1 + #calibration scores >= s) / (n + 1).
 {note}"""

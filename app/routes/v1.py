@@ -19,7 +19,7 @@ from app.deps import ModelDep, RegistryDep, SettingsDep, check_range
 from app.errors import ProblemError, unsupported_media_type
 from app.inputs import media_type, read_images, read_json
 from app.registry import LoadedModel
-from model.preprocess import encode_png, make_grid
+from model.preprocess import encode_png, heatmap_png, make_grid
 from model.runtime import ImageScores, sample_posterior
 from model.scores import p_values, threshold_at_fpr
 
@@ -68,10 +68,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 Seed = Annotated[int, Query(ge=0, le=2**63 - 1, description="seed of the noise; the same seed gives the same answer")]
 ImportanceSamples = Annotated[int | None, Query(description="K, samples from q(z|x); the calibration's K when absent")]
+Heatmap = Annotated[bool, Query(description="also return a per-pixel anomaly heatmap (PNG) per image")]
 
 
 def _b64_png(image: NDArray[np.float32]) -> str:
     return base64.b64encode(encode_png(image)).decode()
+
+
+def _heatmaps(scores: ImageScores, wanted: bool) -> list[str | None]:
+    """Base64 PNG heatmaps of the per-pixel NLL, encoded only when asked for."""
+    if not wanted:
+        return [None] * len(scores.pixel_nll)
+    return [base64.b64encode(heatmap_png(values)).decode() for values in scores.pixel_nll]
 
 
 def _importance_samples(model: LoadedModel, requested: int | None, limit: int) -> int:
@@ -175,17 +183,20 @@ async def reconstruct_images(
     importance_samples: ImportanceSamples = None,
     seed: Seed = 0,
     format: Annotated[Literal["png", "array"], Query(description="base64 PNGs or pixel arrays")] = "png",
+    heatmap: Heatmap = False,
 ) -> Response:
     """Reconstruct images from their posterior mean, with their scores."""
     k = _importance_samples(model, importance_samples, settings.max_importance_samples)
     images = await read_images(request, model.manifest.input, settings)
     scores = await model.score(images, k, seed)
     recon = scores.reconstructions  # decoded from the posterior mean by the same call
+    heatmaps = _heatmaps(scores, heatmap)
     results = [
         {
             "image": _b64_png(recon[i]) if format == "png" else None,
             "array": recon[i] if format == "array" else None,
             "scores": _scores_out(scores, i),
+            "heatmap": heatmaps[i],
         }
         for i in range(len(images))
     ]
@@ -203,13 +214,14 @@ async def score_images(
     false_positive_rate: Annotated[
         float | None, Query(gt=0, lt=1, description="threshold at this rate on the calibration scores")
     ] = None,
+    heatmap: Heatmap = False,
 ) -> Response:
     """Score images for anomalies: all scores, the threshold, a p-value and the decision."""
     k = _importance_samples(model, importance_samples, settings.max_importance_samples)
     images = await read_images(request, model.manifest.input, settings)
     scores = await model.score(images, k, seed)
     cal = model.manifest.calibration
-    name = score or (cal.score if cal else "neg_elbo")
+    name = score or (cal.score if cal else "mse")
     values = scores.by_name(name)
     threshold, fpr, p = None, None, [None] * len(values)
     if cal is not None and name in cal.scores:
@@ -217,12 +229,14 @@ async def score_images(
         same = name == cal.score and fpr == cal.false_positive_rate
         threshold = cal.threshold if same else threshold_at_fpr(cal.scores[name], fpr)
         p = p_values(cal.scores[name], values).tolist()
+    heatmaps = _heatmaps(scores, heatmap)
     results = [
         {
             **_scores_out(scores, i),
             "score": values[i],
             "p_value": p[i],
             "is_anomaly": None if threshold is None else bool(values[i] > threshold),
+            "heatmap": heatmaps[i],
         }
         for i in range(len(values))
     ]

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from model.bundle import load_bundle
-from model.preprocess import decode_image
-from model.runtime import VAERuntime
+from model.preprocess import decode_image, heatmap_png
+from model.runtime import SCORE_NAMES, VAERuntime
 from model.scores import p_values, threshold_at_fpr
 from tests.helpers import png_bytes
 
@@ -204,11 +204,12 @@ def test_score_equals_the_runtime_with_the_calibrated_decision(
     assert (body["importance_samples"], body["seed"], body["score"]) == (12, 5, cal.score)
     assert (body["threshold"], body["false_positive_rate"]) == (cal.threshold, cal.false_positive_rate)
     expected = runtime.score(digit_arrays, importance_samples=12, seed=5)
-    for name in ("neg_elbo", "reconstruction", "kl", "iwae_nll", "bits_per_dim", "mse"):
+    for name in SCORE_NAMES:
         np.testing.assert_allclose([x[name] for x in body["results"]], getattr(expected, name), rtol=1e-9)
-    p = p_values(cal.scores[cal.score], expected.neg_elbo)
+    decided = expected.by_name(cal.score)
+    p = p_values(cal.scores[cal.score], decided)
     assert [x["p_value"] for x in body["results"]] == pytest.approx(p.tolist())
-    assert [x["is_anomaly"] for x in body["results"]] == [bool(v > cal.threshold) for v in expected.neg_elbo]
+    assert [x["is_anomaly"] for x in body["results"]] == [bool(v > cal.threshold) for v in decided]
 
 
 def test_score_defaults_to_the_calibrated_k_and_flags_noise(client: TestClient, runtime: VAERuntime) -> None:
@@ -238,6 +239,35 @@ def test_reconstruct_returns_images_and_scores(client: TestClient, runtime: VAER
     assert body["results"][1]["scores"]["iwae_nll"] == pytest.approx(scores.iwae_nll[1])
     arrays = client.post("/v1/reconstruct?format=array", json={"arrays": digit_arrays[:1].tolist()}).json()
     np.testing.assert_allclose(arrays["results"][0]["array"], expected[0], rtol=1e-6)
+
+
+def test_score_with_complexity_is_calibrated(client: TestClient, runtime: VAERuntime, digit_arrays) -> None:
+    body = client.post("/v1/score?score=complexity&importance_samples=8", json={"arrays": digit_arrays.tolist()}).json()
+    cal = runtime.manifest.calibration
+    expected = runtime.score(digit_arrays, importance_samples=8, seed=0).complexity
+    assert body["score"] == "complexity" and body["false_positive_rate"] == cal.false_positive_rate
+    assert body["threshold"] == threshold_at_fpr(cal.scores["complexity"], cal.false_positive_rate)
+    np.testing.assert_allclose([x["score"] for x in body["results"]], expected, rtol=1e-9)
+    assert [x["p_value"] for x in body["results"]] == pytest.approx(
+        p_values(cal.scores["complexity"], expected).tolist()
+    )
+    assert all(x["heatmap"] is None for x in body["results"])  # only when asked for
+
+
+def _heatmap(b64: str) -> np.ndarray:
+    with Image.open(io.BytesIO(base64.b64decode(b64))) as image:
+        assert (image.format, image.mode, image.size) == ("PNG", "RGB", (28, 28))
+        return np.asarray(image)
+
+
+def test_heatmaps_on_score_and_reconstruct(client: TestClient, runtime: VAERuntime, digit_arrays) -> None:
+    scored = client.post("/v1/score?heatmap=true", json={"arrays": digit_arrays[:2].tolist()}).json()
+    recon = client.post("/v1/reconstruct?heatmap=true", json={"arrays": digit_arrays[:2].tolist()}).json()
+    pixel_nll = runtime.score(digit_arrays[:2], importance_samples=8, seed=0).pixel_nll
+    for body in (scored["results"], recon["results"]):
+        for got, nll in zip(body, pixel_nll, strict=True):
+            assert base64.b64decode(got["heatmap"]) == heatmap_png(nll)  # the runtime's map, rendered by model/
+            assert _heatmap(got["heatmap"]).shape == (28, 28, 3)
 
 
 # -- models --------------------------------------------------------------------------------
@@ -368,7 +398,7 @@ def test_samples_out_of_range(client: TestClient, query: str, detail: str) -> No
     [
         ("importance_samples=0", "importance_samples must be between 1 and 5000, got 0"),
         ("importance_samples=5001", "importance_samples must be between 1 and 5000, got 5001"),
-        ("score=likelihood", "query score: Input should be 'neg_elbo', 'iwae_nll' or 'mse'"),
+        ("score=likelihood", "query score: Input should be 'neg_elbo', 'iwae_nll', 'mse' or 'complexity'"),
         ("false_positive_rate=1", "query false_positive_rate: Input should be less than 1"),
     ],
 )

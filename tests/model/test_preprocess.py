@@ -10,7 +10,7 @@ from PIL import Image
 
 from model.bundle import InputSpec
 from model.errors import InputError, InputTooLargeError
-from model.preprocess import decode_image, encode_png, from_array, make_grid
+from model.preprocess import decode_image, encode_png, from_array, heatmap_png, make_grid, png_bits
 from tests.helpers import png_bytes, real_digits
 
 GREY = InputSpec(channels=1, height=28, width=28, colour_mode="L")
@@ -133,3 +133,24 @@ def test_png_round_trip_and_grid(digit: np.ndarray) -> None:
     grid = make_grid(np.stack([image] * 5), columns=2, padding=2)
     assert grid.shape == (1, 3 * 30 + 2, 2 * 30 + 2)
     np.testing.assert_array_equal(grid[0, 2:30, 32:60], image[0].astype(np.float32))
+
+
+def test_png_bits_is_the_length_of_the_level_9_png(digit: np.ndarray) -> None:
+    images = np.stack([np.zeros((1, 28, 28)), (digit / 255.0)[None]])
+    bits = png_bits(images)
+    buffer = io.BytesIO()
+    Image.fromarray(digit).save(buffer, format="PNG", compress_level=9)
+    assert bits[1] == 8 * len(buffer.getvalue())
+    assert bits[0] < bits[1] / 3  # a blank image compresses to almost nothing but headers
+    np.testing.assert_array_equal(png_bits(images), bits)  # deterministic
+
+
+def test_heatmap_png_is_an_rgb_colour_scale() -> None:
+    values = np.linspace(0.0, 2.0, 28 * 28).reshape(1, 28, 28)
+    with Image.open(io.BytesIO(heatmap_png(values))) as image:
+        assert (image.format, image.mode, image.size) == ("PNG", "RGB", (28, 28))
+        rgb = np.asarray(image).astype(int)
+    assert rgb[0, 0].tolist() == [0, 0, 4] and rgb[-1, -1].tolist() == [252, 255, 164]  # dark to bright
+    assert (np.diff(rgb.sum(-1).ravel()) >= -1).all()  # brighter as values grow (rounding aside)
+    with Image.open(io.BytesIO(heatmap_png(values, vmax=4.0))) as half:
+        assert np.asarray(half)[-1, -1].tolist() == rgb[14, 0].tolist()  # 2.0 of vmax 4.0: mid-scale

@@ -12,6 +12,7 @@ import torch
 
 from model.bundle import Bundle, load_bundle, write_bundle
 from model.errors import BundleError, InputError
+from model.preprocess import png_bits
 from model.runtime import SCORE_NAMES, RuntimeOptions, VAERuntime, batched_scores, noise
 from training.config import RunConfig
 from training.nets import VAE
@@ -120,3 +121,28 @@ def test_graphs_that_break_the_manifest_contract_are_refused(bundle: Bundle, tmp
     write_bundle(tmp_path / "wider", wider, files)
     with pytest.raises(BundleError, match=r"decoder.onnx: graph input shape \[4\] does not match the manifest's \[5\]"):
         VAERuntime(load_bundle(tmp_path / "wider"))
+
+
+def test_complexity_and_png_bits(runtime: VAERuntime, digit_images: np.ndarray) -> None:
+    images = np.concatenate([np.zeros((1, 1, 28, 28), np.float32), digit_images[:4]])
+    scores = runtime.score(images, importance_samples=8, seed=0)
+    np.testing.assert_array_equal(scores.png_bits, png_bits(images))
+    assert (scores.png_bits[0] < scores.png_bits[1:]).all()  # a blank image is simpler than any digit
+    np.testing.assert_allclose(scores.complexity, scores.iwae_nll / math.log(2) - scores.png_bits, rtol=1e-12)
+
+
+def test_pixel_nll_is_the_posterior_mean_reconstructions_and_finds_a_corrupted_patch(
+    runtime: VAERuntime, digit_images: np.ndarray
+) -> None:
+    clean = digit_images[:4]
+    scores = runtime.score(clean, importance_samples=4, seed=0)
+    assert scores.pixel_nll.shape == clean.shape and scores.pixel_nll.dtype == np.float32
+    mean, _ = runtime.encode(clean)
+    expected = -runtime.log_likelihood(clean, runtime.decode_params(mean))
+    np.testing.assert_allclose(scores.pixel_nll.sum(axis=(1, 2, 3)), expected, rtol=1e-5)
+    corrupted = clean.copy()
+    corrupted[:, :, 2:8, 2:8] = 1.0  # a white square in the blank top-left corner
+    heat = runtime.score(corrupted, importance_samples=4, seed=0).pixel_nll[:, 0]  # (N, H, W)
+    inside = np.zeros((28, 28), bool)
+    inside[2:8, 2:8] = True
+    assert (heat[:, inside].mean(axis=1) > 3 * heat[:, ~inside].mean(axis=1)).all()  # a 2-epoch model: ~5x

@@ -89,3 +89,18 @@ def test_threshold_keeps_false_positive_rate_on_calibration_scores() -> None:
 def test_p_values_are_conformal() -> None:
     calibration = np.array([1.0, 2.0, 3.0, 4.0])
     np.testing.assert_allclose(S.p_values(calibration, [0.0, 2.0, 2.5, 4.0, 9.0]), [1.0, 0.8, 0.6, 0.4, 0.2])
+
+
+def test_per_pixel_log_probs_sum_to_the_image_log_probs() -> None:
+    x, params = rng.random((2, 3, 1, 4, 4)), rng.normal(size=(2, 3, 1, 4, 4))
+    assert S.bernoulli_pixel_log_prob(x, params).shape == x.shape
+    np.testing.assert_allclose(S.bernoulli_pixel_log_prob(x, params).sum((-3, -2, -1)), S.bernoulli_log_prob(x, params))
+    log_scale = np.array([-1.0])
+    np.testing.assert_allclose(
+        S.gaussian_pixel_log_prob(x, params, log_scale).sum((-3, -2, -1)), S.gaussian_log_prob(x, params, log_scale)
+    )
+
+
+def test_complexity_is_the_nll_in_bits_minus_the_compressed_length() -> None:
+    nll_nats = np.array([math.log(2.0) * 100.0, 0.0])
+    np.testing.assert_allclose(S.complexity_corrected(nll_nats, np.array([30.0, 8.0])), [70.0, -8.0])

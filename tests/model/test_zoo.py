@@ -8,6 +8,7 @@ import pytest
 from app.settings import SHIPPED_REPOSITORY
 from model.bundle import list_repository, load_bundle
 from model.runtime import RuntimeOptions, VAERuntime, batched_scores
+from model.scores import p_values
 from training.config import DataConfig
 from training.data import load_dataset
 
@@ -40,3 +41,13 @@ def test_calibrated_on_real_digits_and_flags_noise(shipped: VAERuntime) -> None:
     assert np.median(scores.mse) < 0.02  # reconstructions are close
     noise = np.random.default_rng(0).random((20, 1, 28, 28)).astype(np.float32)
     assert (shipped.score(noise, cal.importance_samples, 0).by_name(cal.score) > cal.threshold).all()
+
+
+def test_default_score_and_simple_inputs(shipped: VAERuntime) -> None:
+    """mse decides (docs/anomaly.md); a blank image fools the likelihood, not mse or complexity."""
+    cal = shipped.manifest.calibration
+    assert cal.score == "mse" and set(cal.scores) == {"neg_elbo", "iwae_nll", "mse", "complexity"}
+    blank = shipped.score(np.zeros((1, 1, 28, 28), np.float32), cal.importance_samples, cal.seed)
+    p = {name: p_values(cal.scores[name], blank.by_name(name))[0] for name in cal.scores}
+    assert p["iwae_nll"] == 1.0  # more likely than every calibration digit (Nalisnick et al. 2019)
+    assert p["complexity"] < 0.01 and p["mse"] < 0.01 and blank.mse[0] > cal.threshold
