@@ -40,7 +40,7 @@ def default_importance_samples(manifest: Manifest, requested: int | None, limit:
 def decide(manifest: Manifest, scores: ImageScores, score: str | None, false_positive_rate: float | None) -> Decision:
     """Threshold `score` (the calibrated one when None) at `false_positive_rate` (the calibration's when None)."""
     cal = manifest.calibration
-    name = score or (cal.score if cal else "neg_elbo")
+    name = score or (cal.score if cal else "mse")
     values = scores.by_name(name)
     if cal is None or name not in cal.scores:
         return Decision(name, values, None, None, None)

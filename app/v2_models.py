@@ -2,8 +2,9 @@
 
     <name>-encoder  image FP32 [-1, C, H, W]  ->  mean, log_var, z FP32 [-1, D]
     <name>-decoder  z FP32 [-1, D]            ->  image FP32 [-1, C, H, W] in [0, 1]
-    <name>-scorer   image FP32 [-1, C, H, W]  ->  every score FP64 [-1]; with a calibration also
-                                                  score, threshold, p_value FP64 [-1], is_anomaly BOOL [-1]
+    <name>-scorer   image FP32 [-1, C, H, W]  ->  every score FP64 [-1], pixel_nll FP32 [-1, C, H, W];
+                                                  with a calibration also score, threshold, p_value
+                                                  FP64 [-1] and is_anomaly BOOL [-1]
 
 Every dimension comes from the bundle's manifest. Request parameters (seed, importance
 samples, the decision score and false-positive rate) mean what they mean on /v1.
@@ -100,6 +101,7 @@ def v2_models(model: LoadedModel) -> list[V2Model]:
     image = TensorSpec("image", "FP32", (-1, m.input.channels, m.input.height, m.input.width))
     latent = (-1, m.latent_dim)
     scores = [TensorSpec(name, "FP64", (-1,)) for name in SCORE_NAMES]
+    scores.append(TensorSpec("pixel_nll", "FP32", image.shape))  # the heatmap's values
     if m.calibration is not None:
         scores += [TensorSpec(name, "FP64", (-1,)) for name in ("score", "threshold", "p_value")]
         scores.append(TensorSpec("is_anomaly", "BOOL", (-1,)))
@@ -171,6 +173,7 @@ async def execute(
     k = default_importance_samples(manifest, params.importance_samples, settings.max_importance_samples)
     scores = await model.score(images, k, params.seed)
     out: dict[str, NDArray[Any]] = {name: scores.by_name(name) for name in SCORE_NAMES}
+    out["pixel_nll"] = scores.pixel_nll
     decision = decide(manifest, scores, params.score, params.false_positive_rate)
     anomaly = decision.is_anomaly
     if anomaly is not None and decision.p_values is not None:

@@ -15,13 +15,13 @@ from fastapi import APIRouter, Query, Request, Response
 from numpy.typing import NDArray
 
 from app import schemas as s
+from app.anomaly import decide, default_importance_samples
 from app.deps import ModelDep, RegistryDep, SettingsDep, check_range
 from app.errors import ProblemError, unsupported_media_type
 from app.inputs import media_type, read_images, read_json
 from app.registry import LoadedModel
 from model.preprocess import encode_png, heatmap_png, make_grid
 from model.runtime import ImageScores, sample_posterior
-from model.scores import p_values, threshold_at_fpr
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
@@ -80,13 +80,6 @@ def _heatmaps(scores: ImageScores, wanted: bool) -> list[str | None]:
     if not wanted:
         return [None] * len(scores.pixel_nll)
     return [base64.b64encode(heatmap_png(values)).decode() for values in scores.pixel_nll]
-
-
-def _importance_samples(model: LoadedModel, requested: int | None, limit: int) -> int:
-    calibration = model.manifest.calibration
-    k = requested if requested is not None else (calibration.importance_samples if calibration else 64)
-    check_range("importance_samples", k, 1, limit)
-    return k
 
 
 def _scores_out(scores: ImageScores, i: int) -> dict[str, float]:
@@ -186,7 +179,7 @@ async def reconstruct_images(
     heatmap: Heatmap = False,
 ) -> Response:
     """Reconstruct images from their posterior mean, with their scores."""
-    k = _importance_samples(model, importance_samples, settings.max_importance_samples)
+    k = default_importance_samples(model.manifest, importance_samples, settings.max_importance_samples)
     images = await read_images(request, model.manifest.input, settings)
     scores = await model.score(images, k, seed)
     recon = scores.reconstructions  # decoded from the posterior mean by the same call
@@ -217,32 +210,25 @@ async def score_images(
     heatmap: Heatmap = False,
 ) -> Response:
     """Score images for anomalies: all scores, the threshold, a p-value and the decision."""
-    k = _importance_samples(model, importance_samples, settings.max_importance_samples)
+    k = default_importance_samples(model.manifest, importance_samples, settings.max_importance_samples)
     images = await read_images(request, model.manifest.input, settings)
     scores = await model.score(images, k, seed)
-    cal = model.manifest.calibration
-    name = score or (cal.score if cal else "mse")
-    values = scores.by_name(name)
-    threshold, fpr, p = None, None, [None] * len(values)
-    if cal is not None and name in cal.scores:
-        fpr = false_positive_rate or cal.false_positive_rate
-        same = name == cal.score and fpr == cal.false_positive_rate
-        threshold = cal.threshold if same else threshold_at_fpr(cal.scores[name], fpr)
-        p = p_values(cal.scores[name], values).tolist()
+    decision = decide(model.manifest, scores, score, false_positive_rate)
+    values, threshold, p = decision.values, decision.threshold, decision.p_values
     heatmaps = _heatmaps(scores, heatmap)
     results = [
         {
             **_scores_out(scores, i),
             "score": values[i],
-            "p_value": p[i],
+            "p_value": None if p is None else p[i],
             "is_anomaly": None if threshold is None else bool(values[i] > threshold),
             "heatmap": heatmaps[i],
         }
         for i in range(len(values))
     ]
     return json_response(
-        {**_ref(model), "importance_samples": k, "seed": seed, "score": name, "threshold": threshold,
-         "false_positive_rate": fpr, "results": results}
+        {**_ref(model), "importance_samples": k, "seed": seed, "score": decision.score, "threshold": threshold,
+         "false_positive_rate": decision.false_positive_rate, "results": results}
     )  # fmt: skip
 
 

@@ -82,7 +82,8 @@ def test_model_metadata_per_model_and_version(client: TestClient) -> None:
     assert decoder["outputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 1, 28, 28]}]
     scorer = client.get("/v2/models/digits-scorer").json()
     names = [o["name"] for o in scorer["outputs"]]
-    assert names == [*SCORE_NAMES, "score", "threshold", "p_value", "is_anomaly"]
+    assert names == [*SCORE_NAMES, "pixel_nll", "score", "threshold", "p_value", "is_anomaly"]
+    assert scorer["outputs"][len(SCORE_NAMES)] == {"name": "pixel_nll", "datatype": "FP32", "shape": [-1, 1, 28, 28]}
     assert scorer["outputs"][-1] == {"name": "is_anomaly", "datatype": "BOOL", "shape": [-1]}
     assert client.get("/v2/models/other-scorer/versions/1/ready").status_code == 200
     assert_error(
@@ -137,6 +138,8 @@ def test_json_inference_gives_what_v1_gives(client: TestClient, digit_arrays: np
     for name in (*SCORE_NAMES, "score", "p_value", "is_anomaly"):
         assert scored[name].tolist() == [row[name] for row in v1_scores["results"]], name
     assert scored["threshold"].tolist() == [v1_scores["threshold"]] * len(images)
+    runtime = client.app.state.registry.get("digits").runtime
+    np.testing.assert_array_equal(scored["pixel_nll"], runtime.score(images, 8, 5).pixel_nll)
 
 
 def test_binary_tensors_in_and_out(client: TestClient, digit_arrays: np.ndarray) -> None:
@@ -222,7 +225,7 @@ BAD_REQUESTS = [
      400, "parameter importanc_samples: Extra inputs are not permitted (parameters of digits-scorer: "
      "importance_samples, seed, score, false_positive_rate)"),
     ("digits-scorer", _raw({"inputs": [{**IMAGE, "data": [0.0] * 784}], "parameters": {"score": "kl"}}),
-     400, "parameter score: 'kl' is not a calibrated score (neg_elbo, iwae_nll, mse)"),
+     400, "parameter score: 'kl' is not a calibrated score (neg_elbo, iwae_nll, mse, complexity)"),
     ("digits-scorer", _raw({"inputs": [{**IMAGE, "data": [0.0] * 784}],
                             "parameters": {"importance_samples": 0}}),
      400, "importance_samples must be between 1 and 5000, got 0"),

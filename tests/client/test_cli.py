@@ -111,8 +111,8 @@ def test_score_a_table_json_and_the_exit_code(vaeserve, digit_files: list[Path],
     expected = in_process.post("/v1/score", files=multipart(digit_files)).json()
     table = vaeserve("score", *map(str, digit_files)).stdout.decode().splitlines()
     assert (
-        table[0]
-        == f"model digits:1  score neg_elbo  K=8  threshold {number(expected['threshold'])} (false positive rate 0.01)"
+        table[0] == f"model digits:1  score {expected['score']}  K=8  threshold {number(expected['threshold'])} "
+        "(false positive rate 0.01)"
     )
     assert table[1].split() == ["file", "score", "p-value", "anomaly"]
     for line, path, res in zip(table[2:], digit_files, expected["results"], strict=True):
