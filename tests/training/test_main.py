@@ -79,7 +79,7 @@ def test_ctrl_c_keeps_a_checkpoint_and_writes_no_bundle(digits_npz: Path, tmp_pa
     while not (run_dir / "checkpoint.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
+    _, stderr = proc.communicate(timeout=180)  # a hang guard, generous for a loaded machine
     assert proc.returncode == 130, stderr
     assert f"the last finished epoch is saved in {run_dir / 'checkpoint.pt'}; rerun with --resume" in stderr
     assert not out.exists() and (run_dir / "checkpoint.pt").exists()
