@@ -191,11 +191,8 @@ class VAERuntime:
 
     def log_likelihood(self, images: F32, params: F32) -> F64:
         """log p(x|z) summed over pixels, for images and parameters of the same shape (..., C, H, W)."""
-        x = images.astype(np.float64)
-        if self.manifest.likelihood.kind == "bernoulli":
-            return S.bernoulli_log_prob(x, params)
-        log_scale = np.asarray(self.manifest.likelihood.log_scale or [0.0], dtype=np.float64)
-        return S.gaussian_log_prob(x, params, log_scale)
+        per_pixel = self.pixel_log_likelihood(images, params)
+        return per_pixel.reshape(*per_pixel.shape[:-3], -1).sum(axis=-1)
 
     def pixel_log_likelihood(self, images: F32, params: F32) -> F64:
         """log p(x_i|z) per pixel, (..., C, H, W)."""
