@@ -19,9 +19,11 @@ from app.metrics import ServiceMetrics
 from app.settings import Settings
 from model.bundle import Manifest, list_repository, load_bundle
 from model.errors import BundleError
-from model.runtime import ImageScores, RuntimeOptions, VAERuntime
+from model.runtime import RuntimeOptions, ScoreBatch, VAERuntime
+from model.scores import SCORE_NAMES
 
 log = logging.getLogger(__name__)
+_SCORE_ARRAYS = (*SCORE_NAMES, "reconstructions", "pixel_nll")
 
 
 class ModelNotFoundError(LookupError):
@@ -56,7 +58,7 @@ class LoadedModel:
         fns: dict[str, BatchFn] = {
             "encode": lambda _, images: rt.encode(images),
             "decode": lambda _, z: (rt.decode(z),),
-            "score": lambda key, images: rt.score(images, *key).as_arrays(),  # type: ignore[misc]
+            "score": lambda key, images: tuple(rt.score(images, *key).arrays().values()),  # type: ignore[misc]
         }
         self.batchers = {
             op: MicroBatcher(
@@ -89,11 +91,11 @@ class LoadedModel:
         (images,) = await self.batchers["decode"].submit(None, z)
         return images  # type: ignore[return-value]
 
-    async def score(self, images: NDArray[np.float32], importance_samples: int, seed: int) -> ImageScores:
+    async def score(self, images: NDArray[np.float32], importance_samples: int, seed: int) -> ScoreBatch:
         if "score" not in self.batchers:
             return await run_in_threadpool(self.runtime.score, images, importance_samples, seed)
         arrays = await self.batchers["score"].submit((importance_samples, seed), images)
-        return ImageScores.from_arrays(arrays, importance_samples)
+        return ScoreBatch.from_arrays(dict(zip(_SCORE_ARRAYS, arrays, strict=True)), importance_samples)
 
 
 async def reload_registry(state: Any, settings: Settings, lock: asyncio.Lock) -> ModelRegistry:

@@ -19,12 +19,15 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.anomaly import decide, default_importance_samples
+from app.anomaly import decide
+from app.anomaly import importance_samples as requested_k
 from app.oip import Parameter, ProtocolError
 from app.registry import LoadedModel, ModelNotFoundError, ModelRegistry
 from app.settings import Settings
+from model.decision import UncalibratedScoreError, default_importance_samples
 from model.preprocess import from_batch
-from model.runtime import SCORE_NAMES, sample_posterior
+from model.runtime import sample_posterior
+from model.scores import SCORE_NAMES
 
 ROLES = ("encoder", "decoder", "scorer")
 # Parameters tritonclient or the protocol itself may send, which change nothing here.
@@ -89,7 +92,7 @@ class V2Model:
         defaults = {name: field.default for name, field in _PARAMETERS[self.role].model_fields.items()}
         cal = self.model.manifest.calibration
         if self.role == "scorer":
-            defaults["importance_samples"] = default_importance_samples(self.model.manifest, None, 2**31)
+            defaults["importance_samples"] = default_importance_samples(self.model.manifest.calibration)
             if cal is not None:
                 defaults.update(score=cal.score, false_positive_rate=cal.false_positive_rate)
         return {name: str(value) for name, value in defaults.items() if value is not None}
@@ -170,11 +173,14 @@ async def execute(
     if params.score is not None and (manifest.calibration is None or params.score not in manifest.calibration.scores):
         calibrated = ", ".join(manifest.calibration.scores) if manifest.calibration else "none"
         raise ProtocolError(400, f"parameter score: {params.score!r} is not a calibrated score ({calibrated})")
-    k = default_importance_samples(manifest, params.importance_samples, settings.max_importance_samples)
+    k = requested_k(manifest, params.importance_samples, settings.max_importance_samples)
     scores = await model.score(images, k, params.seed)
-    out: dict[str, NDArray[Any]] = {name: scores.by_name(name) for name in SCORE_NAMES}
+    out: dict[str, NDArray[Any]] = {name: scores[name] for name in SCORE_NAMES}
     out["pixel_nll"] = scores.pixel_nll
-    decision = decide(manifest, scores, params.score, params.false_positive_rate)
+    try:
+        decision = decide(manifest.calibration, scores.scores, params.score, params.false_positive_rate)
+    except UncalibratedScoreError as exc:
+        raise ProtocolError(400, f"parameter score: {exc}") from None
     anomaly = decision.is_anomaly
     if anomaly is not None and decision.p_values is not None:
         out.update(

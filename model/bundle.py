@@ -1,6 +1,6 @@
 """The model bundle: its manifest schema, atomic writing, and verified reading.
 
-A bundle is a directory (DESIGN.md §3):
+A bundle is a directory (docs/training.md, "The bundle"):
 
     manifest.json  encoder.onnx  decoder.onnx  MODEL_CARD.md  samples.png  reconstructions.png ...
 
@@ -127,6 +127,25 @@ class Calibration(_Schema):
     scores: dict[str, list[float]]  # sorted ascending, per score name
 
 
+class LatentStatistics(_Schema):
+    """Posterior means E_q[z|x] of the training split, summarised at training time.
+
+    What the service compares new inputs with: a reference sample for two-sample drift
+    tests, moments for latent density scores, and each dimension's activity, the variance
+    of its posterior mean over the data (Burda et al. 2016, §5.2: a dimension is active
+    when it is above 0.01) with its mean KL to the prior.
+    """
+
+    split: str  # which split they were computed on ("train")
+    images: int
+    seed: int  # of the draw of the reference sample
+    mean: list[float]  # (D,) mean of the posterior means
+    variance: list[float]  # (D,) variance of the posterior means: the dimension's activity
+    kl: list[float]  # (D,) mean KL(q(z_d|x) || N(0, 1)) per dimension, nats
+    covariance: list[list[float]]  # (D, D) of the posterior means
+    reference: list[list[float]]  # (M, D) posterior means of M images drawn with `seed`
+
+
 class Manifest(_Schema):
     format_version: Literal[1] = 1
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -142,6 +161,7 @@ class Manifest(_Schema):
     dataset: DatasetInfo | None = None
     metrics: list[SplitMetrics] = []
     calibration: Calibration | None = None
+    latents: LatentStatistics | None = None
 
 
 @dataclass(frozen=True)

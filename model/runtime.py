@@ -11,7 +11,7 @@ answers with it, so both compute the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +22,7 @@ from model import scores as S
 from model.bundle import Bundle
 from model.errors import BundleError, InputError
 from model.preprocess import png_bits
+from model.scores import SCORE_NAMES
 
 F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
@@ -47,38 +48,32 @@ class RuntimeOptions:
 
 
 @dataclass(frozen=True)
-class ImageScores:
-    """Per-image scores, each an array (N,), in nats unless named otherwise."""
+class ScoreBatch:
+    """Every score of `model/scores.SCORES` for a batch of N images, by name, and the arrays behind them."""
 
-    neg_elbo: F64
-    reconstruction: F64  # -E_q[log p(x|z)], Monte Carlo over the importance samples
-    kl: F64  # KL(q(z|x) || p(z)), closed form
-    iwae_nll: F64  # -log p(x) by importance sampling with K samples
-    bits_per_dim: F64  # of iwae_nll
-    mse: F64  # mean squared error per pixel of the reconstruction from the posterior mean
-    png_bits: F64  # L(x): the 8-bit image's length as a PNG, in bits (model/preprocess.png_bits)
-    complexity: F64  # Serrà et al. (2020): iwae_nll / ln 2 - png_bits, in bits
+    scores: dict[str, F64]  # name -> (N,), in SCORES order; nats unless the table says otherwise
     reconstructions: F32  # (N, C, H, W): decoded from the posterior mean, the images mse compares
     pixel_nll: F32  # (N, C, H, W): -log p(x_i | z = posterior mean) per pixel, nats; the heatmap
-    importance_samples: int = 0
+    importance_samples: int
 
-    def as_arrays(self) -> tuple[F64 | F32, ...]:
-        """Every per-image array, in ARRAY_FIELDS order (for batching and concatenation)."""
-        return tuple(getattr(self, name) for name in ARRAY_FIELDS)
+    def __getitem__(self, name: str) -> F64:
+        return self.scores[name]
+
+    def __len__(self) -> int:
+        return len(self.reconstructions)
+
+    def arrays(self) -> dict[str, NDArray[np.generic]]:
+        """Every per-image array by name: what crosses the micro-batcher."""
+        return {**self.scores, "reconstructions": self.reconstructions, "pixel_nll": self.pixel_nll}
 
     @classmethod
-    def from_arrays(cls, arrays: Sequence[NDArray[np.generic]], importance_samples: int) -> ImageScores:
-        return cls(**dict(zip(ARRAY_FIELDS, arrays, strict=True)), importance_samples=importance_samples)  # type: ignore[arg-type]
-
-    def by_name(self, name: str) -> F64:
-        if name not in SCORE_NAMES:
-            raise KeyError(name)
-        value: F64 = getattr(self, name)
-        return value
-
-
-SCORE_NAMES = ("neg_elbo", "reconstruction", "kl", "iwae_nll", "bits_per_dim", "mse", "png_bits", "complexity")
-ARRAY_FIELDS = (*SCORE_NAMES, "reconstructions", "pixel_nll")
+    def from_arrays(cls, arrays: Mapping[str, NDArray[np.generic]], importance_samples: int) -> ScoreBatch:
+        return cls(
+            scores={name: np.asarray(arrays[name], np.float64) for name in SCORE_NAMES},
+            reconstructions=np.asarray(arrays["reconstructions"], np.float32),
+            pixel_nll=np.asarray(arrays["pixel_nll"], np.float32),
+            importance_samples=importance_samples,
+        )
 
 
 def noise(seed: int, shape: tuple[int, ...]) -> F32:
@@ -179,11 +174,6 @@ class VAERuntime:
         z = self.sample_latents(n, seed, temperature)
         return z, self.decode(z)
 
-    def encode_sample(self, images: F32, seed: int) -> tuple[F32, F32, F32]:
-        """mean, log_var and one reparameterised draw z = mean + exp(log_var/2) * eps."""
-        mean, log_var = self.encode(images)
-        return mean, log_var, sample_posterior(mean, log_var, seed)
-
     def reconstruct(self, images: F32) -> F32:
         """Decode the posterior mean of each image."""
         mean, _ = self.encode(images)
@@ -202,7 +192,7 @@ class VAERuntime:
         log_scale = np.asarray(self.manifest.likelihood.log_scale or [0.0], dtype=np.float64)
         return S.gaussian_pixel_log_prob(x, params, log_scale)
 
-    def score(self, images: F32, importance_samples: int = 64, seed: int = 0) -> ImageScores:
+    def score(self, images: F32, importance_samples: int = 64, seed: int = 0) -> ScoreBatch:
         """All per-image scores with K = importance_samples draws from q(z|x).
 
         Every image uses the same K standard-normal draws for a given seed, so an image's
@@ -234,25 +224,25 @@ class VAERuntime:
         # posterior mean rather than the K samples: one deterministic map, the one `mse` uses.
         pixel_nll = (-self.pixel_log_likelihood(images, recon_params)).astype(np.float32)
         lengths = png_bits(images)
-        return ImageScores(
-            neg_elbo=reconstruction + kl,
-            reconstruction=reconstruction,
-            kl=kl,
-            iwae_nll=iwae_nll,
-            bits_per_dim=S.bits_per_dim(iwae_nll, self.input.dims),
-            mse=mse,
-            png_bits=lengths,
-            complexity=S.complexity_corrected(iwae_nll, lengths),
-            reconstructions=recon_images,
-            pixel_nll=pixel_nll,
-            importance_samples=k,
-        )
+        scores = {
+            "neg_elbo": reconstruction + kl,
+            "reconstruction": reconstruction,
+            "kl": kl,
+            "iwae_nll": iwae_nll,
+            "bits_per_dim": S.bits_per_dim(iwae_nll, self.input.dims),
+            "mse": mse,
+            "png_bits": lengths,
+            "complexity": S.complexity_corrected(iwae_nll, lengths),
+        }
+        return ScoreBatch({name: scores[name] for name in SCORE_NAMES}, recon_images, pixel_nll, k)
 
 
 def batched_scores(
     runtime: VAERuntime, images: F32, importance_samples: int, seed: int, batch: int = 256
-) -> ImageScores:
+) -> ScoreBatch:
     """`runtime.score` over a large array in batches; the result does not depend on `batch`."""
-    parts = [runtime.score(images[i : i + batch], importance_samples, seed) for i in range(0, len(images), batch)]
-    joined = [np.concatenate(arrays) for arrays in zip(*(p.as_arrays() for p in parts), strict=True)]
-    return ImageScores.from_arrays(joined, importance_samples)
+    parts = [
+        runtime.score(images[i : i + batch], importance_samples, seed).arrays() for i in range(0, len(images), batch)
+    ]
+    joined = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    return ScoreBatch.from_arrays(joined, importance_samples)

@@ -1,4 +1,10 @@
-"""The scoring maths in numpy: likelihoods, KL, ELBO and IWAE parts, complexity, thresholds, p-values.
+"""The score vocabulary and the scoring maths in numpy: likelihoods, KL, ELBO and IWAE parts,
+complexity.
+
+`SCORES` is the one table of per-image scores: their names, units, what they measure and
+which of them a bundle calibrates (so a request can decide with them). The runtime, the
+calibration, the evaluation, the service and its wire schemas all derive from it; adding a
+score means a row here and its computation in `model/runtime.py`.
 
 Shared by the trainer (calibration, test metrics) and the service, so the two can never
 disagree on a score. Every function is pure: noise comes in as an argument.
@@ -8,9 +14,39 @@ Shapes: N images, K importance samples, D latent dimensions, P = C*H*W pixels.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class Score:
+    """One per-image score; higher is always more anomalous."""
+
+    name: str
+    unit: str
+    description: str
+    calibrated: bool = False  # the calibration keeps its sorted values: it can decide
+
+
+SCORES: tuple[Score, ...] = (
+    Score("neg_elbo", "nats", "negative ELBO = reconstruction + kl", calibrated=True),
+    Score("reconstruction", "nats", "-E_q[log p(x|z)] over the importance samples"),
+    Score("kl", "nats", "KL(q(z|x) || p(z)), closed form"),
+    Score("iwae_nll", "nats", "-log p(x), importance-weighted with K samples (Burda et al. 2016)", calibrated=True),
+    Score("bits_per_dim", "bits/dim", "iwae_nll in bits per pixel"),
+    Score("mse", "pixel^2", "mean squared pixel error of the reconstruction from the posterior mean", calibrated=True),
+    Score("png_bits", "bits", "L(x): the 8-bit image's length as a PNG (zlib level 9), headers included"),
+    Score("complexity", "bits", "iwae_nll / ln 2 - png_bits: Serrà et al. (2020)'s complexity-corrected NLL",
+          calibrated=True),
+)  # fmt: skip
+SCORE_NAMES: tuple[str, ...] = tuple(s.name for s in SCORES)
+CALIBRATED_SCORES: tuple[str, ...] = tuple(s.name for s in SCORES if s.calibrated)
+
+DEFAULT_SCORE = "mse"  # chosen on held-out OOD sets: docs/anomaly.md
+DEFAULT_FALSE_POSITIVE_RATE = 0.01
+DEFAULT_IMPORTANCE_SAMPLES = 64  # K when neither the request nor the calibration says
 
 FloatArray = NDArray[np.float32] | NDArray[np.float64]
 
@@ -91,22 +127,3 @@ def complexity_corrected(nll_nats: FloatArray, png_bits: FloatArray) -> NDArray[
     blurry) as most normal (Nalisnick et al. 2019); subtracting L(x) removes the part of
     the NLL that any generic compressor would pay too."""
     return np.asarray(nll_nats, dtype=np.float64) / math.log(2.0) - np.asarray(png_bits, dtype=np.float64)
-
-
-def threshold_at_fpr(calibration_scores: ArrayLike, false_positive_rate: float) -> float:
-    """The smallest threshold t such that at most `false_positive_rate` of the calibration
-    scores are strictly above t (higher scores are more anomalous)."""
-    scores = np.sort(np.asarray(calibration_scores, dtype=np.float64))
-    if scores.size == 0:
-        raise ValueError("no calibration scores")
-    if not 0.0 < false_positive_rate < 1.0:
-        raise ValueError(f"false_positive_rate must be in (0, 1), got {false_positive_rate}")
-    allowed_above = math.floor(false_positive_rate * scores.size)
-    return float(scores[scores.size - 1 - allowed_above])
-
-
-def p_values(calibration_scores: ArrayLike, scores: ArrayLike) -> NDArray[np.float64]:
-    """Conformal p-value (1 + #{calibration >= s}) / (n + 1) for each score s."""
-    ordered = np.sort(np.asarray(calibration_scores, dtype=np.float64))
-    at_least = ordered.size - np.searchsorted(ordered, np.asarray(scores, np.float64), side="left")
-    return np.asarray((1.0 + at_least) / (ordered.size + 1.0), dtype=np.float64)

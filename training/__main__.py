@@ -34,6 +34,7 @@ from model.bundle import (
     write_bundle,
 )
 from model.errors import BundleError
+from model.latents import latent_statistics
 from model.runtime import VAERuntime
 from training import report
 from training.calibrate import calibrate, split_metrics
@@ -180,7 +181,8 @@ def run(args: argparse.Namespace) -> Path:
             split_metrics(runtime, splits.validation, "validation", cal.importance_samples, cal.seed),
             split_metrics(runtime, splits.test, "test", cal.test_importance_samples, cal.seed),
         ]
-        manifest = manifest.model_copy(update={"metrics": metrics, "calibration": calibration})
+        latents = latent_statistics(runtime, splits.train, seed=cal.seed)
+        manifest = manifest.model_copy(update={"metrics": metrics, "calibration": calibration, "latents": latents})
         card = report.model_card(
             config=config,
             version=version,

@@ -25,22 +25,22 @@ import numpy as np
 from numpy.typing import NDArray
 
 from model.bundle import Calibration, SplitMetrics, load_bundle, write_bundle
+from model.decision import threshold_at_fpr
 from model.errors import BundleError
+from model.latents import latent_statistics
 from model.runtime import VAERuntime, batched_scores
-from model.scores import bits_per_dim, threshold_at_fpr
+from model.scores import CALIBRATED_SCORES, bits_per_dim
 from training import report
 from training.config import CalibrationConfig, ConfigError
 from training.data import DataError, bundle_splits
 
 log = logging.getLogger(__name__)
 
-CALIBRATED_SCORES = ("neg_elbo", "iwae_nll", "mse", "complexity")  # the scores /v1/score can decide with
-
 
 def calibrate(runtime: VAERuntime, images: NDArray[np.float32], config: CalibrationConfig) -> Calibration:
     """Score the calibration split; threshold the chosen score at the false-positive rate."""
     scores = batched_scores(runtime, images, config.importance_samples, config.seed)
-    sorted_scores = {name: np.sort(scores.by_name(name)).tolist() for name in CALIBRATED_SCORES}
+    sorted_scores = {name: np.sort(scores[name]).tolist() for name in CALIBRATED_SCORES}
     return Calibration(
         score=config.score,
         split_size=len(images),
@@ -57,13 +57,13 @@ def split_metrics(
 ) -> SplitMetrics:
     """Mean negative ELBO, its parts, IWAE NLL and bits/dim over one split."""
     scores = batched_scores(runtime, images, importance_samples, seed)
-    iwae_nll = float(scores.iwae_nll.mean())
+    iwae_nll = float(scores["iwae_nll"].mean())
     return SplitMetrics(
         split=split,
         images=len(images),
-        neg_elbo=float(scores.neg_elbo.mean()),
-        reconstruction=float(scores.reconstruction.mean()),
-        kl=float(scores.kl.mean()),
+        neg_elbo=float(scores["neg_elbo"].mean()),
+        reconstruction=float(scores["reconstruction"].mean()),
+        kl=float(scores["kl"].mean()),
         iwae_nll=iwae_nll,
         importance_samples=importance_samples,
         bits_per_dim=float(bits_per_dim(iwae_nll, runtime.input.dims)),
@@ -71,11 +71,15 @@ def split_metrics(
 
 
 def recalibrate(path: Path, config: CalibrationConfig, command: str = "") -> Calibration:
-    """Re-calibrate the bundle at `path` in place; only manifest.json and MODEL_CARD.md change."""
+    """Re-calibrate the bundle at `path` in place (calibration and latent statistics); only
+    manifest.json and MODEL_CARD.md change."""
     bundle = load_bundle(path)
-    images = bundle_splits(bundle.manifest)["calibration"]
+    splits = bundle_splits(bundle.manifest)
+    images = splits["calibration"]
     log.info("calibrating %s on %d images (K=%d)", path, len(images), config.importance_samples)
-    calibration = calibrate(VAERuntime(bundle), images, config)
+    runtime = VAERuntime(bundle)
+    calibration = calibrate(runtime, images, config)
+    latents = latent_statistics(runtime, splits["train"], seed=config.seed)
     files = {name: (path / name).read_bytes() for name in bundle.manifest.files}
     if "MODEL_CARD.md" in files:
         when = datetime.now(UTC).isoformat(timespec="seconds")
@@ -85,7 +89,8 @@ def recalibrate(path: Path, config: CalibrationConfig, command: str = "") -> Cal
         card, found = re.subn(r"## Anomaly calibration\n.*?(?=\n## |\Z)", lambda _: section.rstrip("\n") + "\n", card,
                               count=1, flags=re.DOTALL)  # fmt: skip
         files["MODEL_CARD.md"] = (card if found else card + "\n" + section).encode()
-    write_bundle(path, bundle.manifest.model_copy(update={"calibration": calibration}), files, force=True)
+    update = {"calibration": calibration, "latents": latents}
+    write_bundle(path, bundle.manifest.model_copy(update=update), files, force=True)
     return calibration
 
 
@@ -111,7 +116,7 @@ def _config(args: argparse.Namespace, old: Calibration | None) -> CalibrationCon
         config.false_positive_rate, config.importance_samples, config.seed = (
             old.false_positive_rate, old.importance_samples, old.seed)  # fmt: skip
         if old.score in CALIBRATED_SCORES:
-            config.score = old.score  # type: ignore[assignment]
+            config.score = old.score
     if args.score is not None:
         config.score = args.score
     for name, value in (("false_positive_rate", args.fpr), ("importance_samples", args.importance_samples),

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from model.scores import CALIBRATED_SCORES, DEFAULT_FALSE_POSITIVE_RATE, DEFAULT_IMPORTANCE_SAMPLES, DEFAULT_SCORE
+
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used."""
@@ -76,9 +78,9 @@ class TrainConfig:
 class CalibrationConfig:
     """How the anomaly threshold and the test metrics are computed."""
 
-    score: Literal["neg_elbo", "iwae_nll", "mse", "complexity"] = "mse"  # see docs/anomaly.md
-    false_positive_rate: float = 0.01
-    importance_samples: int = 64  # K for per-image scores, the service's default too
+    score: str = DEFAULT_SCORE  # one of model.scores.CALIBRATED_SCORES; see docs/anomaly.md
+    false_positive_rate: float = DEFAULT_FALSE_POSITIVE_RATE
+    importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES  # K for per-image scores, the service's default too
     test_importance_samples: int = 1000  # K for the test-set IWAE NLL in the metrics
     seed: int = 0
 
@@ -112,6 +114,10 @@ class RunConfig:
             raise ConfigError(f"test + calibration + validation fractions must be < 1, got {fractions}")
         if t.epochs < 1 or t.batch_size < 1 or t.lr <= 0:
             raise ConfigError("train.epochs, train.batch_size and train.lr must be positive")
+        if self.calibration.score not in CALIBRATED_SCORES:
+            raise ConfigError(
+                f"calibration.score must be one of {list(CALIBRATED_SCORES)}, got {self.calibration.score!r}"
+            )
         if not 0 < self.calibration.false_positive_rate < 1:
             raise ConfigError("calibration.false_positive_rate must be in (0, 1)")
         if d.channels not in (1, 3):

@@ -29,16 +29,17 @@ from numpy.typing import NDArray
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score, roc_curve
 
 from model.bundle import Manifest, load_bundle
+from model.decision import decide, default_importance_samples
 from model.errors import BundleError
-from model.runtime import SCORE_NAMES, ImageScores, RuntimeOptions, VAERuntime, batched_scores
-from model.scores import threshold_at_fpr
+from model.runtime import RuntimeOptions, ScoreBatch, VAERuntime, batched_scores
+from model.scores import CALIBRATED_SCORES, SCORE_NAMES
 from training.anomaly_sets import OOD_SETS, load_set
 from training.data import DataError
 
 log = logging.getLogger(__name__)
 
 EVALUATED_SCORES = tuple(name for name in SCORE_NAMES if name != "bits_per_dim")  # bits_per_dim ranks as iwae_nll
-PLOTTED_SCORES = ("neg_elbo", "iwae_nll", "mse", "complexity")
+PLOTTED_SCORES = CALIBRATED_SCORES
 
 
 @dataclass(frozen=True)
@@ -76,20 +77,22 @@ def score_metrics(name: str, score: str, normal: NDArray[np.float64], anomalous:
     )
 
 
-def calibrated_thresholds(manifest: Manifest) -> dict[str, float]:
-    """Each calibrated score's threshold at the bundle's false-positive rate."""
+def calibrated_thresholds(manifest: Manifest, scores: tuple[str, ...]) -> dict[str, float]:
+    """Each calibrated score's threshold at the bundle's false-positive rate, decided as the service decides."""
     cal = manifest.calibration
     if cal is None:
         return {}
-    return {name: threshold_at_fpr(values, cal.false_positive_rate) for name, values in cal.scores.items()}
+    empty = np.zeros(0)
+    thresholds = {name: decide(cal, {name: empty}, name).threshold for name in scores if name in cal.scores}
+    return {name: t for name, t in thresholds.items() if t is not None}
 
 
 def evaluate(
-    runtime: VAERuntime, normal: ImageScores, anomalies: dict[str, ImageScores], scores: tuple[str, ...]
+    runtime: VAERuntime, normal: ScoreBatch, anomalies: dict[str, ScoreBatch], scores: tuple[str, ...]
 ) -> list[ScoreMetrics]:
-    thresholds = calibrated_thresholds(runtime.manifest)
+    thresholds = calibrated_thresholds(runtime.manifest, scores)
     return [
-        score_metrics(name, score, normal.by_name(score), scored.by_name(score), thresholds.get(score))
+        score_metrics(name, score, normal[score], scored[score], thresholds.get(score))
         for name, scored in anomalies.items()
         for score in scores
     ]
@@ -111,7 +114,7 @@ def markdown_table(rows: list[ScoreMetrics]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def roc_png(normal: ImageScores, anomalies: dict[str, ImageScores], scores: tuple[str, ...]) -> bytes:
+def roc_png(normal: ScoreBatch, anomalies: dict[str, ScoreBatch], scores: tuple[str, ...]) -> bytes:
     """One ROC panel per anomaly set, one curve per score."""
     import matplotlib
 
@@ -123,8 +126,8 @@ def roc_png(normal: ImageScores, anomalies: dict[str, ImageScores], scores: tupl
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
     for ax, (name, scored) in zip(axes.flat, anomalies.items(), strict=False):
         for score in scores:
-            labels = np.concatenate([np.zeros(len(normal.neg_elbo)), np.ones(len(scored.neg_elbo))])
-            values = np.concatenate([normal.by_name(score), scored.by_name(score)])
+            labels = np.concatenate([np.zeros(len(normal)), np.ones(len(scored))])
+            values = np.concatenate([normal[score], scored[score]])
             fpr, tpr, _ = roc_curve(labels, values)
             ax.plot(fpr, tpr, label=f"{score} ({roc_auc_score(labels, values):.3f})")
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
@@ -163,7 +166,7 @@ def run(args: argparse.Namespace) -> list[ScoreMetrics]:
     runtime = VAERuntime(load_bundle(args.bundle), RuntimeOptions())
     manifest = runtime.manifest
     cal = manifest.calibration
-    k = args.importance_samples or (cal.importance_samples if cal else 64)
+    k = args.importance_samples or default_importance_samples(cal)
     if k < 1:
         raise DataError(f"--importance-samples must be >= 1, got {k}")
     normal_images = load_set(args.normal, manifest, None, args.limit, args.seed)

@@ -15,13 +15,14 @@ from fastapi import APIRouter, Query, Request, Response
 from numpy.typing import NDArray
 
 from app import schemas as s
-from app.anomaly import decide, default_importance_samples
+from app.anomaly import decide
+from app.anomaly import importance_samples as requested_k
 from app.deps import ModelDep, RegistryDep, SettingsDep, check_range
 from app.errors import ProblemError, unsupported_media_type
 from app.inputs import media_type, read_images, read_json
 from app.registry import LoadedModel
 from model.preprocess import encode_png, heatmap_png, make_grid
-from model.runtime import ImageScores, sample_posterior
+from model.runtime import ScoreBatch, sample_posterior
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
@@ -75,15 +76,15 @@ def _b64_png(image: NDArray[np.float32]) -> str:
     return base64.b64encode(encode_png(image)).decode()
 
 
-def _heatmaps(scores: ImageScores, wanted: bool) -> list[str | None]:
+def _heatmaps(scores: ScoreBatch, wanted: bool) -> list[str | None]:
     """Base64 PNG heatmaps of the per-pixel NLL, encoded only when asked for."""
     if not wanted:
         return [None] * len(scores.pixel_nll)
     return [base64.b64encode(heatmap_png(values)).decode() for values in scores.pixel_nll]
 
 
-def _scores_out(scores: ImageScores, i: int) -> dict[str, float]:
-    return {name: float(getattr(scores, name)[i]) for name in s.ImageScores.model_fields}
+def _scores_out(scores: ScoreBatch, i: int) -> dict[str, float]:
+    return {name: float(scores[name][i]) for name in s.ImageScores.model_fields}
 
 
 def json_response(payload: dict[str, Any]) -> Response:
@@ -179,7 +180,7 @@ async def reconstruct_images(
     heatmap: Heatmap = False,
 ) -> Response:
     """Reconstruct images from their posterior mean, with their scores."""
-    k = default_importance_samples(model.manifest, importance_samples, settings.max_importance_samples)
+    k = requested_k(model.manifest, importance_samples, settings.max_importance_samples)
     images = await read_images(request, model.manifest.input, settings)
     scores = await model.score(images, k, seed)
     recon = scores.reconstructions  # decoded from the posterior mean by the same call
@@ -210,10 +211,10 @@ async def score_images(
     heatmap: Heatmap = False,
 ) -> Response:
     """Score images for anomalies: all scores, the threshold, a p-value and the decision."""
-    k = default_importance_samples(model.manifest, importance_samples, settings.max_importance_samples)
+    k = requested_k(model.manifest, importance_samples, settings.max_importance_samples)
     images = await read_images(request, model.manifest.input, settings)
     scores = await model.score(images, k, seed)
-    decision = decide(model.manifest, scores, score, false_positive_rate)
+    decision = decide(model.manifest.calibration, scores.scores, score, false_positive_rate)
     values, threshold, p = decision.values, decision.threshold, decision.p_values
     heatmaps = _heatmaps(scores, heatmap)
     results = [

@@ -11,7 +11,7 @@ import pytest
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-from model.runtime import SCORE_NAMES
+from model.scores import SCORE_NAMES
 from tests.app.test_server import serve
 
 

@@ -13,7 +13,8 @@ import torch
 from model.bundle import Bundle, load_bundle, write_bundle
 from model.errors import BundleError, InputError
 from model.preprocess import png_bits
-from model.runtime import SCORE_NAMES, RuntimeOptions, VAERuntime, batched_scores, noise
+from model.runtime import RuntimeOptions, VAERuntime, batched_scores, noise, sample_posterior
+from model.scores import SCORE_NAMES
 from training.config import RunConfig
 from training.nets import VAE
 from training.objective import kl_to_standard_normal, log_likelihood
@@ -58,11 +59,11 @@ def test_scores_match_torch_on_the_same_noise(runtime: VAERuntime, torch_model: 
         posterior = torch.distributions.Normal(mean[:, None], std[:, None]).log_prob(z).sum(-1)
         iwae = torch.logsumexp(log_px + prior - posterior, dim=1) - math.log(k)
         kl = kl_to_standard_normal(mean, log_var)
-    np.testing.assert_allclose(got.kl, kl.numpy(), rtol=1e-5)
-    np.testing.assert_allclose(got.reconstruction, -log_px.mean(1).numpy(), rtol=1e-4)
-    np.testing.assert_allclose(got.neg_elbo, got.reconstruction + got.kl, rtol=1e-12)
-    np.testing.assert_allclose(got.iwae_nll, -iwae.numpy(), rtol=1e-4)
-    np.testing.assert_allclose(got.bits_per_dim, got.iwae_nll / (784 * math.log(2)), rtol=1e-12)
+    np.testing.assert_allclose(got["kl"], kl.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(got["reconstruction"], -log_px.mean(1).numpy(), rtol=1e-4)
+    np.testing.assert_allclose(got["neg_elbo"], got["reconstruction"] + got["kl"], rtol=1e-12)
+    np.testing.assert_allclose(got["iwae_nll"], -iwae.numpy(), rtol=1e-4)
+    np.testing.assert_allclose(got["bits_per_dim"], got["iwae_nll"] / (784 * math.log(2)), rtol=1e-12)
 
 
 def test_scores_are_deterministic_and_independent_of_the_batch(runtime: VAERuntime, digit_images: np.ndarray) -> None:
@@ -70,14 +71,14 @@ def test_scores_are_deterministic_and_independent_of_the_batch(runtime: VAERunti
     again = batched_scores(runtime, digit_images, importance_samples=16, seed=3, batch=7)
     alone = runtime.score(digit_images[10:11], importance_samples=16, seed=3)
     for name in SCORE_NAMES:
-        np.testing.assert_allclose(again.by_name(name), all_at_once.by_name(name), rtol=1e-6)
-        np.testing.assert_allclose(alone.by_name(name), all_at_once.by_name(name)[10:11], rtol=1e-6)
+        np.testing.assert_allclose(again[name], all_at_once[name], rtol=1e-6)
+        np.testing.assert_allclose(alone[name], all_at_once[name][10:11], rtol=1e-6)
     other_seed = runtime.score(digit_images, importance_samples=16, seed=4)
-    assert not np.allclose(other_seed.iwae_nll, all_at_once.iwae_nll)
+    assert not np.allclose(other_seed["iwae_nll"], all_at_once["iwae_nll"])
 
 
 def test_more_importance_samples_tighten_the_bound(runtime: VAERuntime, digit_images: np.ndarray) -> None:
-    nll = [runtime.score(digit_images, importance_samples=k, seed=0).iwae_nll.mean() for k in (1, 16, 256)]
+    nll = [runtime.score(digit_images, importance_samples=k, seed=0)["iwae_nll"].mean() for k in (1, 16, 256)]
     assert nll[0] > nll[1] > nll[2]  # IWAE bounds are monotone in K in expectation (Burda et al.)
 
 
@@ -90,8 +91,9 @@ def test_sampling_is_seeded(runtime: VAERuntime) -> None:
     np.testing.assert_allclose(z_cold, 0.5 * z1)
 
 
-def test_encode_sample_and_reconstruct(runtime: VAERuntime, digit_images: np.ndarray) -> None:
-    mean, log_var, z = runtime.encode_sample(digit_images[:4], seed=1)
+def test_posterior_sample_and_reconstruct(runtime: VAERuntime, digit_images: np.ndarray) -> None:
+    mean, log_var = runtime.encode(digit_images[:4])
+    z = sample_posterior(mean, log_var, seed=1)
     np.testing.assert_allclose(z, mean + np.exp(0.5 * log_var) * noise(1, (4, 4)), rtol=1e-6)
     np.testing.assert_allclose(runtime.reconstruct(digit_images[:4]), runtime.decode(mean), rtol=1e-6)
 
@@ -126,9 +128,9 @@ def test_graphs_that_break_the_manifest_contract_are_refused(bundle: Bundle, tmp
 def test_complexity_and_png_bits(runtime: VAERuntime, digit_images: np.ndarray) -> None:
     images = np.concatenate([np.zeros((1, 1, 28, 28), np.float32), digit_images[:4]])
     scores = runtime.score(images, importance_samples=8, seed=0)
-    np.testing.assert_array_equal(scores.png_bits, png_bits(images))
-    assert (scores.png_bits[0] < scores.png_bits[1:]).all()  # a blank image is simpler than any digit
-    np.testing.assert_allclose(scores.complexity, scores.iwae_nll / math.log(2) - scores.png_bits, rtol=1e-12)
+    np.testing.assert_array_equal(scores["png_bits"], png_bits(images))
+    assert (scores["png_bits"][0] < scores["png_bits"][1:]).all()  # a blank image is simpler than any digit
+    np.testing.assert_allclose(scores["complexity"], scores["iwae_nll"] / math.log(2) - scores["png_bits"], rtol=1e-12)
 
 
 def test_pixel_nll_is_the_posterior_mean_reconstructions_and_finds_a_corrupted_patch(

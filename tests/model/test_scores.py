@@ -75,22 +75,6 @@ def test_bits_per_dim() -> None:
     assert S.bits_per_dim(784 * math.log(2), 784) == pytest.approx(1.0)
 
 
-def test_threshold_keeps_false_positive_rate_on_calibration_scores() -> None:
-    scores = rng.permutation(np.arange(1, 101, dtype=float))
-    assert S.threshold_at_fpr(scores, 0.01) == 99.0  # exactly one score (100) above
-    assert S.threshold_at_fpr(scores, 0.05) == 95.0
-    assert S.threshold_at_fpr(scores, 0.001) == 100.0  # nothing may be above
-    for fpr in (0.01, 0.1, 0.25):
-        assert np.mean(scores > S.threshold_at_fpr(scores, fpr)) <= fpr
-    with pytest.raises(ValueError, match="false_positive_rate"):
-        S.threshold_at_fpr(scores, 0.0)
-
-
-def test_p_values_are_conformal() -> None:
-    calibration = np.array([1.0, 2.0, 3.0, 4.0])
-    np.testing.assert_allclose(S.p_values(calibration, [0.0, 2.0, 2.5, 4.0, 9.0]), [1.0, 0.8, 0.6, 0.4, 0.2])
-
-
 def test_per_pixel_log_probs_sum_to_the_image_log_probs() -> None:
     x, params = rng.random((2, 3, 1, 4, 4)), rng.normal(size=(2, 3, 1, 4, 4))
     assert S.bernoulli_pixel_log_prob(x, params).shape == x.shape

@@ -7,8 +7,8 @@ import pytest
 
 from app.settings import SHIPPED_REPOSITORY
 from model.bundle import list_repository, load_bundle
+from model.decision import p_values
 from model.runtime import RuntimeOptions, VAERuntime, batched_scores
-from model.scores import p_values
 from training.config import DataConfig
 from training.data import load_dataset
 
@@ -36,11 +36,11 @@ def test_calibrated_on_real_digits_and_flags_noise(shipped: VAERuntime) -> None:
     test_rows = perm[: counts["test"]][:200]
     cal = manifest.calibration
     scores = batched_scores(shipped, dataset.images[test_rows], cal.importance_samples, cal.seed)
-    flagged = np.mean(scores.by_name(cal.score) > cal.threshold)
+    flagged = np.mean(scores[cal.score] > cal.threshold)
     assert flagged <= 0.05  # calibrated at 1 %; 200 held-out digits leave room for chance
-    assert np.median(scores.mse) < 0.02  # reconstructions are close
+    assert np.median(scores["mse"]) < 0.02  # reconstructions are close
     noise = np.random.default_rng(0).random((20, 1, 28, 28)).astype(np.float32)
-    assert (shipped.score(noise, cal.importance_samples, 0).by_name(cal.score) > cal.threshold).all()
+    assert (shipped.score(noise, cal.importance_samples, 0)[cal.score] > cal.threshold).all()
 
 
 def test_default_score_and_simple_inputs(shipped: VAERuntime) -> None:
@@ -48,6 +48,6 @@ def test_default_score_and_simple_inputs(shipped: VAERuntime) -> None:
     cal = shipped.manifest.calibration
     assert cal.score == "mse" and set(cal.scores) == {"neg_elbo", "iwae_nll", "mse", "complexity"}
     blank = shipped.score(np.zeros((1, 1, 28, 28), np.float32), cal.importance_samples, cal.seed)
-    p = {name: p_values(cal.scores[name], blank.by_name(name))[0] for name in cal.scores}
+    p = {name: p_values(cal.scores[name], blank[name])[0] for name in cal.scores}
     assert p["iwae_nll"] == 1.0  # more likely than every calibration digit (Nalisnick et al. 2019)
-    assert p["complexity"] < 0.01 and p["mse"] < 0.01 and blank.mse[0] > cal.threshold
+    assert p["complexity"] < 0.01 and p["mse"] < 0.01 and blank["mse"][0] > cal.threshold

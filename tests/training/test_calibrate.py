@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from model.bundle import Bundle, load_bundle
-from model.scores import threshold_at_fpr
-from training.calibrate import CALIBRATED_SCORES, main
+from model.decision import threshold_at_fpr
+from model.scores import CALIBRATED_SCORES
+from training.calibrate import main
 
 
 def test_training_calibrates_every_decision_score(bundle: Bundle) -> None:
