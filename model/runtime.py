@@ -181,8 +181,7 @@ class VAERuntime:
 
     def log_likelihood(self, images: F32, params: F32) -> F64:
         """log p(x|z) summed over pixels, for images and parameters of the same shape (..., C, H, W)."""
-        per_pixel = self.pixel_log_likelihood(images, params)
-        return per_pixel.reshape(*per_pixel.shape[:-3], -1).sum(axis=-1)
+        return S.sum_pixels(self.pixel_log_likelihood(images, params))
 
     def pixel_log_likelihood(self, images: F32, params: F32) -> F64:
         """log p(x_i|z) per pixel, (..., C, H, W)."""

@@ -63,11 +63,6 @@ def bernoulli_pixel_log_prob(x: FloatArray, logits: FloatArray) -> NDArray[np.fl
     return np.asarray(x * logits - np.logaddexp(0.0, logits), dtype=np.float64)
 
 
-def bernoulli_log_prob(x: FloatArray, logits: FloatArray) -> NDArray[np.float64]:
-    """log p(x|z) summed over pixels, for x in [0, 1] and logits (..., C, H, W) -> (...)."""
-    return _sum_pixels(bernoulli_pixel_log_prob(x, logits))
-
-
 def gaussian_pixel_log_prob(x: FloatArray, mean: FloatArray, log_scale: FloatArray) -> NDArray[np.float64]:
     """log N(x_i; mean_i, exp(log_scale)^2) per pixel; log_scale broadcasts per channel."""
     log_scale = np.asarray(log_scale, dtype=np.float64).reshape(-1, 1, 1)  # (C, 1, 1)
@@ -75,13 +70,8 @@ def gaussian_pixel_log_prob(x: FloatArray, mean: FloatArray, log_scale: FloatArr
     return np.asarray(-0.5 * diff**2 - log_scale - 0.5 * _LOG_2PI, dtype=np.float64)
 
 
-def gaussian_log_prob(x: FloatArray, mean: FloatArray, log_scale: FloatArray) -> NDArray[np.float64]:
-    """log N(x; mean, exp(log_scale)^2) summed over pixels; log_scale broadcasts per channel."""
-    return _sum_pixels(gaussian_pixel_log_prob(x, mean, log_scale))
-
-
-def _sum_pixels(per_pixel: NDArray[np.float64]) -> NDArray[np.float64]:
-    """(..., C, H, W) -> (...)."""
+def sum_pixels(per_pixel: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Per-pixel values (..., C, H, W) summed per image -> (...)."""
     return per_pixel.reshape(*per_pixel.shape[:-3], -1).sum(axis=-1)
 
 
