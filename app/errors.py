@@ -1,14 +1,16 @@
-"""Every error the service gives, mapped in one place: RFC 9457 problem details, and
-{"error": "..."} under /v2 as the Open Inference Protocol wants.
+"""The service's one error type, and every other exception mapped to it in one place.
 
-Core code raises domain errors (model/errors.py, app/registry.py, app/oip.py); the handlers
-here turn them into `application/problem+json` with fixed titles, or into the v2 form with
-the same detail. Stack traces never leave the process.
+Code in app/ raises `ServiceError`; model/ raises its domain errors (model/errors.py), which
+`as_service_error` translates with the table below. Each protocol renders a ServiceError in
+its own form: v1 as an RFC 9457 problem document (`application/problem+json`), v2 as the
+Open Inference Protocol's {"error": "..."} (app/api/v2.py). Stack traces never leave the
+process.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,19 +18,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
-from app.batching import QueueFullError
-from app.oip import ProtocolError
-from app.registry import ModelNotFoundError
+from app.serving.batching import QueueFullError
+from app.serving.registry import ModelNotFoundError
 from model.errors import InputError, InputTooLargeError, InvalidImageError
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+Renderer = Callable[["ServiceError"], Response]
 
 
-class ProblemError(Exception):
-    """An error the service answers with as it is: status, a short slug and the detail."""
+class ServiceError(Exception):
+    """An answer other than success: status, a short slug and title (v1's problem type), the detail."""
 
     def __init__(self, status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
@@ -39,108 +42,115 @@ class ProblemError(Exception):
         self.headers = headers or {}
 
 
-def problem_document(status: int, slug: str, title: str, detail: str) -> dict[str, Any]:
-    return {"type": f"urn:vaeserve:problem:{slug}", "title": title, "status": status, "detail": detail}
+def empty_body() -> ServiceError:
+    return ServiceError(400, "empty-body", "Empty body", "the request has no body")
 
 
-def is_v2(path: str) -> bool:
-    return path == "/v2" or path.startswith("/v2/")
+def not_ready() -> ServiceError:
+    return ServiceError(503, "not-ready", "Service unavailable", "models are still loading", {"Retry-After": "1"})
 
 
-def error_document(path: str, status: int, slug: str, title: str, detail: str) -> tuple[int, dict[str, Any], str]:
-    """(status, body, media type) of an error on `path`: a problem document, or v2's {"error": detail}.
-
-    v2 answers a request that is readable but invalid with 400, where v1 says 422.
-    """
-    if is_v2(path):
-        return (400 if status == 422 else status), {"error": detail}, "application/json"
-    return status, problem_document(status, slug, title, detail), PROBLEM_JSON
+def overloaded() -> ServiceError:
+    return ServiceError(
+        503, "overloaded", "Service unavailable", "the server is overloaded; retry later", {"Retry-After": "1"}
+    )
 
 
-def problem(
-    request: Request, status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    status, body, media = error_document(request.url.path, status, slug, title, detail)
-    return JSONResponse(body, status_code=status, media_type=media, headers=headers)
-
-
-def empty_body() -> ProblemError:
-    return ProblemError(400, "empty-body", "Empty body", "the request has no body")
-
-
-def unsupported_media_type(content_type: str, accepted: str) -> ProblemError:
-    return ProblemError(
+def unsupported_media_type(content_type: str, accepted: str) -> ServiceError:
+    return ServiceError(
         415, "unsupported-media-type", "Unsupported media type",
         f"content type {content_type or '(none)'!r} is not supported here; send {accepted}",
     )  # fmt: skip
 
 
-def body_too_large(limit: int) -> ProblemError:
-    return ProblemError(413, "body-too-large", "Payload too large", f"the body is over the limit of {limit} bytes")
+def body_too_large(limit: int) -> ServiceError:
+    return ServiceError(413, "body-too-large", "Payload too large", f"the body is over the limit of {limit} bytes")
 
 
-def too_many_images(count: int | None, limit: int) -> ProblemError:
+def too_many_images(count: int | None, limit: int) -> ServiceError:
     """413 for a request over the images-per-request limit; `count` None when parsing stopped at the limit."""
     many = f"{count} images" if count is not None else f"more than {limit} images"
-    return ProblemError(413, "too-many-images", "Payload too large", f"{many} is over the limit of {limit} per request")
+    return ServiceError(413, "too-many-images", "Payload too large", f"{many} is over the limit of {limit} per request")
 
 
-def install_handlers(app: FastAPI) -> None:
-    """Register every exception handler of the service."""
+def out_of_range(name: str, value: float, low: float, high: float) -> ServiceError:
+    return ServiceError(422, "out-of-range", "Invalid request", f"{name} must be between {low} and {high}, got {value}")
 
-    @app.exception_handler(ProblemError)
-    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        return problem(request, exc.status, exc.slug, exc.title, exc.detail, exc.headers)
 
-    @app.exception_handler(InputTooLargeError)
-    async def _too_large(request: Request, exc: InputTooLargeError) -> JSONResponse:
-        return problem(request, 413, "image-too-large", "Image too large", str(exc))
+def check_range(name: str, value: float, low: float, high: float) -> None:
+    """A 422 naming the parameter when `value` is outside [low, high]."""
+    if not low <= value <= high:
+        raise out_of_range(name, value, low, high)
 
-    @app.exception_handler(InvalidImageError)
-    async def _invalid_image(request: Request, exc: InvalidImageError) -> JSONResponse:
-        return problem(request, 400, "invalid-image", "Invalid image", str(exc))
 
-    @app.exception_handler(InputError)
-    async def _invalid_input(request: Request, exc: InputError) -> JSONResponse:
-        return problem(request, 422, "invalid-input", "Invalid input", str(exc))
+def as_service_error(exc: Exception) -> ServiceError:
+    """Any exception as the answer it gets; unexpected ones become a plain 500."""
+    match exc:
+        case ServiceError():
+            return exc
+        case InputTooLargeError():
+            return ServiceError(413, "image-too-large", "Image too large", str(exc))
+        case InvalidImageError():
+            return ServiceError(400, "invalid-image", "Invalid image", str(exc))
+        case InputError():
+            return ServiceError(422, "invalid-input", "Invalid input", str(exc))
+        case QueueFullError():
+            return overloaded()
+        case ModelNotFoundError():
+            return ServiceError(404, "model-not-found", "Model not found", str(exc))
+        case RequestValidationError():
+            first = exc.errors()[0]
+            where = " ".join(str(p) for p in first["loc"])
+            return ServiceError(422, "invalid-request", "Invalid request", f"{where}: {first['msg']}")
+        case ValidationError():
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            return ServiceError(422, "invalid-request", "Invalid request", f"body {where}: {first['msg']}")
+        case StarletteHTTPException():
+            title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+            return ServiceError(exc.status_code, "http", title, str(exc.detail), dict(exc.headers or {}))
+    return ServiceError(500, "internal", "Internal server error", "the server failed to answer; see its logs")
 
-    @app.exception_handler(QueueFullError)
-    async def _overloaded(request: Request, exc: QueueFullError) -> JSONResponse:
-        return problem(
-            request,
-            503,
-            "overloaded",
-            "Service unavailable",
-            "the server is overloaded; retry later",
-            {"Retry-After": "1"},
-        )
 
-    @app.exception_handler(ModelNotFoundError)
-    async def _not_found(request: Request, exc: ModelNotFoundError) -> JSONResponse:
-        return problem(request, 404, "model-not-found", "Model not found", str(exc))
+def problem_document(error: ServiceError) -> dict[str, Any]:
+    return {"type": f"urn:vaeserve:problem:{error.slug}", "title": error.title, "status": error.status,
+            "detail": error.detail}  # fmt: skip
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        where = " ".join(str(p) for p in first["loc"])
-        return problem(request, 422, "invalid-request", "Invalid request", f"{where}: {first['msg']}")
 
-    @app.exception_handler(ValidationError)
-    async def _body_validation(request: Request, exc: ValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        return problem(request, 422, "invalid-request", "Invalid request", f"body {where}: {first['msg']}")
+def render_problem(error: ServiceError) -> Response:
+    """v1 (and everything outside /v2): an RFC 9457 problem document."""
+    return JSONResponse(problem_document(error), error.status, error.headers, media_type=PROBLEM_JSON)
 
-    @app.exception_handler(ProtocolError)
-    async def _protocol(_: Request, exc: ProtocolError) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
-        return problem(request, exc.status_code, "http", title, str(exc.detail), dict(exc.headers or {}))
+class ErrorRenderers:
+    """Which protocol renders the errors of which path prefix; problem documents elsewhere.
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(request, 500, "internal", "Internal server error", "the server failed to answer; see its logs")
+    Routers render their own errors; this also answers what happens outside any route
+    (unknown paths, the middleware's 503 and 504) in the form of the protocol asked for.
+    """
+
+    def __init__(self, by_prefix: dict[str, Renderer]) -> None:
+        self._by_prefix = by_prefix
+
+    def for_path(self, path: str) -> Renderer:
+        for prefix, renderer in self._by_prefix.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return renderer
+        return render_problem
+
+
+def install_handlers(app: FastAPI, renderers: ErrorRenderers) -> None:
+    """Answer every exception with a ServiceError, rendered in its path's protocol."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        error = as_service_error(exc)
+        if error.slug == "internal":
+            log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return renderers.for_path(request.url.path)(error)
+
+    # Starlette answers the classes it knows in its exception middleware; `Exception` itself
+    # only in its outermost one, which re-raises after answering (to log): name them all.
+    known = (ServiceError, InputError, QueueFullError, ModelNotFoundError, RequestValidationError, ValidationError,
+             StarletteHTTPException)  # fmt: skip
+    for kind in (*known, Exception):
+        app.add_exception_handler(kind, handle)

@@ -1,7 +1,7 @@
 """Logging set-up for the service process: JSON lines (default) or plain text, on stderr.
 
 Used as uvicorn's `log_config`, so uvicorn's own loggers write the same format. uvicorn's
-access log is off: app/middleware.py writes one line per request, with its request id.
+access log is off: app/api/middleware.py writes one line per request, with its request id.
 """
 
 from __future__ import annotations

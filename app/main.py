@@ -15,14 +15,14 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.routing import APIRoute
 
-from app.errors import install_handlers
+from app.api import admin, health, metrics, v1, v2
+from app.api.middleware import RequestMiddleware
+from app.api.security import require_api_key
+from app.errors import ErrorRenderers, install_handlers
 from app.metrics import ServiceMetrics
-from app.middleware import RequestMiddleware
-from app.registry import ModelRegistry, reload_registry
-from app.routes import admin, health, metrics, v1, v2
-from app.security import require_api_key
+from app.serving.operations import Operations
+from app.serving.registry import ModelRegistry, reload_registry
 from app.settings import Settings
 from model.errors import BundleError
 
@@ -64,10 +64,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = None
+    app.state.operations = Operations(settings)
     app.state.reload_lock = asyncio.Lock()
     app.state.metrics = ServiceMetrics(lambda: app.state.registry)
-    install_handlers(app)
-    app.add_middleware(RequestMiddleware, settings=settings, metrics=app.state.metrics)
+    renderers = ErrorRenderers({"/v2": v2.render_error})
+    install_handlers(app, renderers)
+    app.add_middleware(RequestMiddleware, settings=settings, metrics=app.state.metrics, renderers=renderers)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"])  # fmt: skip
@@ -81,9 +83,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         (admin.router, False),
     ]
     for router, is_open in routers:
-        for route in router.routes:  # a handler's docstring: its first line is the summary
-            if isinstance(route, APIRoute) and route.endpoint.__doc__:
-                route.summary, _, route.description = route.endpoint.__doc__.strip().partition("\n")
         app.include_router(router, dependencies=[] if is_open else key)
     return app
 

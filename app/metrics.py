@@ -63,7 +63,7 @@ class _ServingCollector(Collector):
                  "likelihood": m.likelihood.kind, "encoder_sha256": m.files["encoder.onnx"].sha256,
                  "default": str(model is registry.default).lower()},
             )  # fmt: skip
-            for operation, batcher in model.batchers.items():
+            for operation, batcher in model.executors.items():
                 depth.add_metric([model.key, operation], batcher.depth)
         yield depth
         yield info

@@ -3,35 +3,29 @@
     async with AsyncVAEClient("http://127.0.0.1:8000") as vae:
         scores = await vae.score(["a.png", "b.png"])
 
-Each method builds its request with client/calls.py and sends it here, retrying 503s.
+Each method builds its request with client/calls.py and sends it here, retrying 503s;
+the parameters are VAEClient's (client/sync.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Literal, TypeVar
 
 import httpx2 as httpx
+from numpy.typing import ArrayLike
 
 from client import calls
-from client.calls import Call, ClientBase, as_method
+from client import results as r
+from client.bodies import Images
+from client.calls import Call, ClientBase
 from client.retry import Attempts
+from wire.v1 import ScoreName
 
 log = logging.getLogger(__name__)
-P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def _method(build: Callable[P, Call[T]]) -> Callable[Concatenate[AsyncVAEClient, P], Coroutine[Any, Any, T]]:
-    """A client method from an endpoint of client/calls.py: its signature and docstring, sent by _run."""
-
-    async def method(self: AsyncVAEClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self._run(build(*args, **kwargs))
-
-    return as_method(method, build)
 
 
 class AsyncVAEClient(ClientBase):
@@ -67,14 +61,68 @@ class AsyncVAEClient(ClientBase):
             log.info("%s %s: retrying in %.2f s", call.method, call.path, wait)
             await asyncio.sleep(wait)
 
-    health = _method(calls.health)
-    ready = _method(calls.ready)
-    models = _method(calls.models)
-    model = _method(calls.model)
-    encode = _method(calls.encode)
-    decode = _method(calls.decode)
-    decode_grid = _method(calls.decode_grid)
-    sample = _method(calls.sample)
-    sample_grid = _method(calls.sample_grid)
-    reconstruct = _method(calls.reconstruct)
-    score = _method(calls.score)
+    async def health(self) -> r.Health:
+        """GET /healthz: the process answers."""
+        return await self._run(calls.health())
+
+    async def ready(self) -> r.Readiness:
+        """GET /readyz: every model is loaded and warmed up (a 503 while loading is retried)."""
+        return await self._run(calls.ready())
+
+    async def models(self) -> r.ModelList:
+        """GET /v1/models: the loaded models, their metrics and calibration."""
+        return await self._run(calls.models())
+
+    async def model(self, name: str, version: str | None = None) -> r.ModelDetail:
+        """GET /v1/models/{name}: one model (its highest version unless `version` is given)."""
+        return await self._run(calls.model(name, version))
+
+    async def encode(
+        self, images: Images, *, sample: bool = False, seed: int = 0, model: str | None = None,
+        version: str | None = None,
+    ) -> r.Encoding:  # fmt: skip
+        """Images to the mean and log-variance of q(z|x) (`.mean`, `.log_var`); one draw `.z` with sample=True."""
+        return await self._run(calls.encode(images, sample=sample, seed=seed, model=model, version=version))
+
+    async def decode(
+        self, latents: ArrayLike, *, format: Literal["png", "array"] = "png", model: str | None = None,
+        version: str | None = None,
+    ) -> r.Decoded:  # fmt: skip
+        """Latents [N, D] to images: base64 PNGs (`.pngs`) or arrays (`.pixels`)."""
+        return await self._run(calls.decode(latents, format=format, model=model, version=version))
+
+    async def decode_grid(self, latents: ArrayLike, *, model: str | None = None, version: str | None = None) -> bytes:
+        """Latents [N, D] to one PNG: the image, or a grid of them."""
+        return await self._run(calls.decode_grid(latents, model=model, version=version))
+
+    async def sample(
+        self, n: int = 16, *, seed: int = 0, temperature: float = 1.0, model: str | None = None,
+        version: str | None = None,
+    ) -> r.Samples:  # fmt: skip
+        """n draws from the prior: PNGs (`.pngs`) and their latents (`.z`)."""
+        return await self._run(calls.sample(n, seed=seed, temperature=temperature, model=model, version=version))
+
+    async def sample_grid(
+        self, n: int = 16, *, seed: int = 0, temperature: float = 1.0, model: str | None = None,
+        version: str | None = None,
+    ) -> bytes:  # fmt: skip
+        """n draws from the prior as one PNG grid; the same seed gives the same bytes."""
+        return await self._run(calls.sample_grid(n, seed=seed, temperature=temperature, model=model, version=version))
+
+    async def reconstruct(
+        self, images: Images, *, importance_samples: int | None = None, seed: int = 0,
+        format: Literal["png", "array"] = "png", model: str | None = None, version: str | None = None,
+    ) -> r.Reconstruction:  # fmt: skip
+        """Reconstructions from the posterior mean (`.pngs` or `.pixels`), with their scores."""
+        call = calls.reconstruct(images, importance_samples=importance_samples, seed=seed, format=format, model=model,
+                                 version=version)  # fmt: skip
+        return await self._run(call)
+
+    async def score(
+        self, images: Images, *, score: ScoreName | None = None, false_positive_rate: float | None = None,
+        importance_samples: int | None = None, seed: int = 0, model: str | None = None, version: str | None = None,
+    ) -> r.Scores:  # fmt: skip
+        """Anomaly scores: all scores, the decision score (`.values`), its threshold, p-values and decisions."""
+        call = calls.score(images, score=score, false_positive_rate=false_positive_rate,
+                           importance_samples=importance_samples, seed=seed, model=model, version=version)  # fmt: skip
+        return await self._run(call)

@@ -1,11 +1,12 @@
 """Each endpoint as a Call: how to ask (method, path, query, body) and how to read the answer.
 
-The sync and async clients share these; all they add is sending, waiting and retrying.
+The sync and async clients (client/sync.py, client/aio.py) build their requests here and
+parse the answers with these readers; all they add is sending, waiting and retrying. The
+parameters mean what the clients' methods document.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -16,15 +17,14 @@ import httpx2 as httpx
 from numpy.typing import ArrayLike
 from pydantic import BaseModel
 
-from app.schemas import ScoreName
 from client import results as r
 from client.bodies import Body, Images, image_body, latents_json
 from client.errors import connection_error, error_from_response
 from client.retry import DEFAULT_RETRY, RetryPolicy
+from wire.v1 import ScoreName
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
-F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_URL = "http://127.0.0.1:8000"
 PNG = "image/png"
 AuthHeader = Literal["bearer", "x-api-key"]
@@ -65,19 +65,6 @@ class Call(Generic[T]):
         return self.read(response)
 
 
-def as_method(method: F, endpoint: Callable[..., Any]) -> F:
-    """`method`, named and documented as `endpoint`, with its signature (self first) for help() and editors."""
-    signature = inspect.signature(endpoint)
-    this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
-    method.__name__ = method.__qualname__ = endpoint.__name__
-    method.__doc__ = endpoint.__doc__
-    answer = str(signature.return_annotation).removeprefix("Call[").removesuffix("]")  # Call[r.Scores] -> r.Scores
-    method.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[this, *signature.parameters.values()], return_annotation=answer
-    )
-    return method
-
-
 def _parsed(model: type[M]) -> Callable[[httpx.Response], M]:
     return lambda response: model.model_validate_json(response.content)
 
@@ -101,33 +88,33 @@ def _version() -> str:
         return "0"
 
 
-# The endpoints. Their signatures and docstrings are the clients' methods' (client/sync.py, client/aio.py).
+# The endpoints, in the order of the clients' methods.
 
 
 def health() -> Call[r.Health]:
-    """GET /healthz: the process answers."""
+    """GET /healthz."""
     return Call("GET", "/healthz", _parsed(r.Health))
 
 
 def ready() -> Call[r.Readiness]:
-    """GET /readyz: every model is loaded and warmed up (a 503 while loading is retried)."""
+    """GET /readyz."""
     return Call("GET", "/readyz", _parsed(r.Readiness))
 
 
 def models() -> Call[r.ModelList]:
-    """GET /v1/models: the loaded models, their metrics and calibration."""
+    """GET /v1/models."""
     return Call("GET", "/v1/models", _parsed(r.ModelList))
 
 
 def model(name: str, version: str | None = None) -> Call[r.ModelDetail]:
-    """GET /v1/models/{name}: one model (its highest version unless `version` is given)."""
+    """GET /v1/models/{name}."""
     return Call("GET", f"/v1/models/{quote(name, safe='')}", _parsed(r.ModelDetail), {"version": version})
 
 
 def encode(
     images: Images, *, sample: bool = False, seed: int = 0, model: str | None = None, version: str | None = None
 ) -> Call[r.Encoding]:
-    """Images (paths, bytes, or arrays [N, C, H, W]) to the mean and log-variance of q(z|x); z too with sample=True."""
+    """POST /v1/encode."""
     params = {"sample": sample, "seed": seed, "model": model, "version": version}
     return Call("POST", "/v1/encode", _parsed(r.Encoding), params, image_body(images))
 
@@ -139,13 +126,13 @@ def decode(
     model: str | None = None,
     version: str | None = None,
 ) -> Call[r.Decoded]:
-    """Latents [N, D] to images: base64 PNGs (`.pngs`) or arrays (`.pixels`)."""
+    """POST /v1/decode, JSON."""
     params = {"model": model, "version": version}
     return Call("POST", "/v1/decode", _parsed(r.Decoded), params, latents_json(latents, format))
 
 
 def decode_grid(latents: ArrayLike, *, model: str | None = None, version: str | None = None) -> Call[bytes]:
-    """Latents [N, D] to one PNG: the image, or a grid of them."""
+    """POST /v1/decode, a PNG."""
     params = {"model": model, "version": version}
     return Call("POST", "/v1/decode", _content, params, latents_json(latents, "png"), accept=PNG)
 
@@ -153,7 +140,7 @@ def decode_grid(latents: ArrayLike, *, model: str | None = None, version: str | 
 def sample(
     n: int = 16, *, seed: int = 0, temperature: float = 1.0, model: str | None = None, version: str | None = None
 ) -> Call[r.Samples]:
-    """n draws from the prior: PNGs (`.pngs`) and their latents (`.z`)."""
+    """GET /v1/samples, JSON."""
     params = {"n": n, "seed": seed, "temperature": temperature, "format": "json", "model": model, "version": version}
     return Call("GET", "/v1/samples", _parsed(r.Samples), params)
 
@@ -161,7 +148,7 @@ def sample(
 def sample_grid(
     n: int = 16, *, seed: int = 0, temperature: float = 1.0, model: str | None = None, version: str | None = None
 ) -> Call[bytes]:
-    """n draws from the prior as one PNG grid; the same seed gives the same bytes."""
+    """GET /v1/samples, a PNG grid."""
     params = {"n": n, "seed": seed, "temperature": temperature, "format": "png", "model": model, "version": version}
     return Call("GET", "/v1/samples", _content, params, accept=PNG)
 
@@ -175,7 +162,7 @@ def reconstruct(
     model: str | None = None,
     version: str | None = None,
 ) -> Call[r.Reconstruction]:
-    """Reconstructions from the posterior mean (`.pngs` or `.pixels`), with their scores."""
+    """POST /v1/reconstruct."""
     params = {"importance_samples": importance_samples, "seed": seed, "format": format, "model": model,
               "version": version}  # fmt: skip
     return Call("POST", "/v1/reconstruct", _parsed(r.Reconstruction), params, image_body(images))
@@ -191,7 +178,7 @@ def score(
     model: str | None = None,
     version: str | None = None,
 ) -> Call[r.Scores]:
-    """Anomaly scores: all scores, the decision score (`.values`), its threshold, p-values and decisions."""
+    """POST /v1/score."""
     params = {"score": score, "false_positive_rate": false_positive_rate, "importance_samples": importance_samples,
               "seed": seed, "model": model, "version": version}  # fmt: skip
     return Call("POST", "/v1/score", _parsed(r.Scores), params, image_body(images))

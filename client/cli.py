@@ -25,7 +25,6 @@ from typing import get_args
 
 import click
 
-from app.schemas import ScoreName
 from client import output
 from client.arguments import image_files, in_batches, model_ref, read_latents
 from client.calls import DEFAULT_URL
@@ -33,6 +32,7 @@ from client.errors import VAEServeConnectionError, VAEServeError
 from client.local import evaluate, serve, train
 from client.retry import NO_RETRY, RetryPolicy
 from client.sync import VAEClient
+from wire.v1 import ScoreName
 
 
 @dataclass(frozen=True)

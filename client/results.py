@@ -1,4 +1,4 @@
-"""Typed answers: the server's own response models (app/schemas.py), plus numpy conveniences.
+"""Typed answers: the wire schemas the server answers with (wire/v1.py), plus numpy conveniences.
 
 Parsing with the models the server answers with means client and server cannot disagree on
 a field. The arrays are built on demand from the parsed lists, float32 like the model's.
@@ -12,7 +12,7 @@ from typing import TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from app import schemas as s
+from wire import v1 as s
 
 # Re-exported as they are: nothing to add.
 Health = s.Health

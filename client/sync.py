@@ -5,34 +5,29 @@
         print(scores.values, scores.is_anomaly)
 
 Each method builds its request with client/calls.py and sends it here, retrying 503s.
+Images are paths, encoded image bytes, or arrays [N, C, H, W] / [N, H, W] (uint8 0-255 or
+float in [0, 1]); `model` and `version` pick a loaded model (the default one when absent).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from types import TracebackType
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Literal, TypeVar
 
 import httpx2 as httpx
+from numpy.typing import ArrayLike
 
 from client import calls
-from client.calls import Call, ClientBase, as_method
+from client import results as r
+from client.bodies import Images
+from client.calls import Call, ClientBase
 from client.retry import Attempts
+from wire.v1 import ScoreName
 
 log = logging.getLogger(__name__)
-P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def _method(build: Callable[P, Call[T]]) -> Callable[Concatenate[VAEClient, P], T]:
-    """A client method from an endpoint of client/calls.py: its signature and docstring, sent by _run."""
-
-    def method(self: VAEClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return self._run(build(*args, **kwargs))
-
-    return as_method(method, build)
 
 
 class VAEClient(ClientBase):
@@ -66,14 +61,67 @@ class VAEClient(ClientBase):
             log.info("%s %s: retrying in %.2f s", call.method, call.path, wait)
             time.sleep(wait)
 
-    health = _method(calls.health)
-    ready = _method(calls.ready)
-    models = _method(calls.models)
-    model = _method(calls.model)
-    encode = _method(calls.encode)
-    decode = _method(calls.decode)
-    decode_grid = _method(calls.decode_grid)
-    sample = _method(calls.sample)
-    sample_grid = _method(calls.sample_grid)
-    reconstruct = _method(calls.reconstruct)
-    score = _method(calls.score)
+    def health(self) -> r.Health:
+        """GET /healthz: the process answers."""
+        return self._run(calls.health())
+
+    def ready(self) -> r.Readiness:
+        """GET /readyz: every model is loaded and warmed up (a 503 while loading is retried)."""
+        return self._run(calls.ready())
+
+    def models(self) -> r.ModelList:
+        """GET /v1/models: the loaded models, their metrics and calibration."""
+        return self._run(calls.models())
+
+    def model(self, name: str, version: str | None = None) -> r.ModelDetail:
+        """GET /v1/models/{name}: one model (its highest version unless `version` is given)."""
+        return self._run(calls.model(name, version))
+
+    def encode(
+        self, images: Images, *, sample: bool = False, seed: int = 0, model: str | None = None,
+        version: str | None = None,
+    ) -> r.Encoding:  # fmt: skip
+        """Images to the mean and log-variance of q(z|x) (`.mean`, `.log_var`); one draw `.z` with sample=True."""
+        return self._run(calls.encode(images, sample=sample, seed=seed, model=model, version=version))
+
+    def decode(
+        self, latents: ArrayLike, *, format: Literal["png", "array"] = "png", model: str | None = None,
+        version: str | None = None,
+    ) -> r.Decoded:  # fmt: skip
+        """Latents [N, D] to images: base64 PNGs (`.pngs`) or arrays (`.pixels`)."""
+        return self._run(calls.decode(latents, format=format, model=model, version=version))
+
+    def decode_grid(self, latents: ArrayLike, *, model: str | None = None, version: str | None = None) -> bytes:
+        """Latents [N, D] to one PNG: the image, or a grid of them."""
+        return self._run(calls.decode_grid(latents, model=model, version=version))
+
+    def sample(
+        self, n: int = 16, *, seed: int = 0, temperature: float = 1.0, model: str | None = None,
+        version: str | None = None,
+    ) -> r.Samples:  # fmt: skip
+        """n draws from the prior: PNGs (`.pngs`) and their latents (`.z`)."""
+        return self._run(calls.sample(n, seed=seed, temperature=temperature, model=model, version=version))
+
+    def sample_grid(
+        self, n: int = 16, *, seed: int = 0, temperature: float = 1.0, model: str | None = None,
+        version: str | None = None,
+    ) -> bytes:  # fmt: skip
+        """n draws from the prior as one PNG grid; the same seed gives the same bytes."""
+        return self._run(calls.sample_grid(n, seed=seed, temperature=temperature, model=model, version=version))
+
+    def reconstruct(
+        self, images: Images, *, importance_samples: int | None = None, seed: int = 0,
+        format: Literal["png", "array"] = "png", model: str | None = None, version: str | None = None,
+    ) -> r.Reconstruction:  # fmt: skip
+        """Reconstructions from the posterior mean (`.pngs` or `.pixels`), with their scores."""
+        return self._run(calls.reconstruct(images, importance_samples=importance_samples, seed=seed, format=format,
+                                           model=model, version=version))  # fmt: skip
+
+    def score(
+        self, images: Images, *, score: ScoreName | None = None, false_positive_rate: float | None = None,
+        importance_samples: int | None = None, seed: int = 0, model: str | None = None, version: str | None = None,
+    ) -> r.Scores:  # fmt: skip
+        """Anomaly scores: all scores, the decision score (`.values`), its threshold, p-values and decisions."""
+        return self._run(calls.score(images, score=score, false_positive_rate=false_positive_rate,
+                                     importance_samples=importance_samples, seed=seed, model=model,
+                                     version=version))  # fmt: skip

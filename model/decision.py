@@ -55,7 +55,13 @@ def default_importance_samples(calibration: Calibration | None) -> int:
 
 
 def decision_score(calibration: Calibration | None, score: str | None) -> str:
-    """The score that decides: the one asked for, else the calibration's, else the default."""
+    """The score that decides: the one asked for, else the calibration's, else the default.
+
+    Raises UncalibratedScoreError when `score` is named but the bundle did not calibrate it.
+    """
+    calibrated = list(calibration.scores) if calibration is not None else []
+    if score is not None and score not in calibrated:
+        raise UncalibratedScoreError(score, calibrated)
     return score or (calibration.score if calibration is not None else DEFAULT_SCORE)
 
 
@@ -87,10 +93,7 @@ def decide(
     A bundle with no calibration at all gives a decision without threshold or p-values.
     """
     name = decision_score(calibration, score)
-    calibrated = list(calibration.scores) if calibration is not None else []
-    if score is not None and score not in calibrated:
-        raise UncalibratedScoreError(score, calibrated)
-    if calibration is None or name not in calibrated:
+    if calibration is None or name not in calibration.scores:
         return Decision(name, scores[name], None, None, None)
     fpr = false_positive_rate or calibration.false_positive_rate
     same = name == calibration.score and fpr == calibration.false_positive_rate

@@ -1,4 +1,9 @@
-"""Request and response bodies of the v1 API, with the examples the OpenAPI docs show."""
+"""Request and response bodies of the v1 API, with the examples the OpenAPI docs show.
+
+The server answers with these and the client parses with them, so the two cannot disagree
+on a field. This module imports only pydantic: the client needs nothing of the server.
+Score names follow model/scores.SCORES (tests/wire checks that they agree).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,6 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from model.bundle import InputSpec, SplitMetrics
 
 ScoreName = Literal["neg_elbo", "iwae_nll", "mse", "complexity"]  # the calibrated scores
 _LATENT = [0.12, -1.3, 0.8, 0.05]
@@ -98,6 +101,30 @@ class ReconstructResponse(ModelRef):
     importance_samples: int = Field(examples=[64])
     seed: int = Field(examples=[0])
     results: list[ReconstructedImage]
+
+
+class InputSpec(_Out):
+    """What the encoder takes; images of another size or colour mode are converted to it."""
+
+    channels: int = Field(examples=[1])
+    height: int = Field(examples=[28])
+    width: int = Field(examples=[28])
+    colour_mode: str = Field(examples=["L"])
+    value_range: tuple[float, float] = Field(examples=[(0.0, 1.0)])
+    resize: str = Field(examples=["bilinear"], description="how images of another size are resized")
+
+
+class SplitMetrics(_Out):
+    """Mean scores over one split of the training data, in nats per image unless named otherwise."""
+
+    split: str = Field(examples=["test"])
+    images: int = Field(examples=[500])
+    neg_elbo: float = Field(examples=[97.8])
+    reconstruction: float = Field(examples=[72.1])
+    kl: float = Field(examples=[25.7])
+    iwae_nll: float = Field(examples=[93.7])
+    importance_samples: int = Field(examples=[1000])
+    bits_per_dim: float = Field(examples=[0.1724])
 
 
 class CalibrationSummary(_Out):

@@ -1,4 +1,4 @@
-"""Request dependencies as `Annotated` aliases: settings, the registry, the model asked for.
+"""Request dependencies as `Annotated` aliases: settings, the registry, the model asked for, the operations.
 
 They are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread pool,
 a thread hop per dependency per request, which cost more than the model on small inputs.
@@ -10,8 +10,9 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from app.errors import ProblemError
-from app.registry import LoadedModel, ModelRegistry
+from app.errors import not_ready
+from app.serving.operations import Operations
+from app.serving.registry import LoadedModel, ModelRegistry
 from app.settings import Settings
 
 
@@ -23,12 +24,18 @@ async def get_settings(request: Request) -> Settings:
 async def get_registry(request: Request) -> ModelRegistry:
     registry: ModelRegistry | None = request.app.state.registry
     if registry is None:
-        raise ProblemError(503, "not-ready", "Service unavailable", "models are still loading", {"Retry-After": "1"})
+        raise not_ready()
     return registry
+
+
+async def get_operations(request: Request) -> Operations:
+    operations: Operations = request.app.state.operations
+    return operations
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+OperationsDep = Annotated[Operations, Depends(get_operations)]
 
 
 async def get_model(
@@ -40,11 +47,3 @@ async def get_model(
 
 
 ModelDep = Annotated[LoadedModel, Depends(get_model)]
-
-
-def check_range(name: str, value: float, low: float, high: float) -> None:
-    """A 422 naming the parameter when `value` is outside [low, high]."""
-    if not low <= value <= high:
-        raise ProblemError(
-            422, "out-of-range", "Invalid request", f"{name} must be between {low} and {high}, got {value}"
-        )

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from app.errors import ProblemError, body_too_large, empty_body, too_many_images, unsupported_media_type
+from app.errors import ServiceError, body_too_large, empty_body, too_many_images, unsupported_media_type
 from app.settings import Settings
 from model.bundle import InputSpec
 from model.errors import InputError, InvalidImageError
@@ -59,7 +59,7 @@ async def read_json(request: Request, limit: int) -> Any:
     try:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProblemError(400, "invalid-json", "Invalid JSON", f"the body is not valid JSON ({exc})") from None
+        raise ServiceError(400, "invalid-json", "Invalid JSON", f"the body is not valid JSON ({exc})") from None
 
 
 async def read_images(request: Request, spec: InputSpec, settings: Settings) -> NDArray[np.float32]:
@@ -88,7 +88,7 @@ def _read_npy(body: bytes, spec: InputSpec, settings: Settings) -> NDArray[np.fl
     try:
         values = np.load(io.BytesIO(body), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise ProblemError(400, "invalid-npy", "Invalid array", f"the body is not a .npy array ({exc})") from None
+        raise ServiceError(400, "invalid-npy", "Invalid array", f"the body is not a .npy array ({exc})") from None
     if values.ndim >= 3 and len(values) > settings.max_images_per_request:
         raise too_many_images(len(values), settings.max_images_per_request)
     return from_batch(values, spec)
@@ -108,13 +108,13 @@ async def _read_multipart(request: Request, spec: InputSpec, settings: Settings)
     except HTTPException as exc:  # Starlette's answer to a malformed body or too many parts
         if str(exc.detail).startswith(("Too many files", "Too many fields")):
             raise too_many_images(None, limit) from None
-        raise ProblemError(
+        raise ServiceError(
             400, "invalid-multipart", "Invalid multipart body", "the multipart body cannot be parsed"
         ) from None
     try:
         uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
         if not uploads:
-            raise ProblemError(400, "no-files", "No files", "the multipart body holds no files")
+            raise ServiceError(400, "no-files", "No files", "the multipart body holds no files")
         if len(uploads) > limit:
             raise too_many_images(len(uploads), limit)
         return [_decode(await upload.read(), spec, i, settings) for i, upload in enumerate(uploads)]

@@ -13,17 +13,15 @@ the deadline, and one structured access-log line per request.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
 import uuid
-from typing import Any
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import error_document
+from app.errors import ErrorRenderers, ServiceError, overloaded
 from app.metrics import ServiceMetrics
 from app.settings import Settings
 
@@ -34,10 +32,11 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/re
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, settings: Settings, metrics: ServiceMetrics) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, metrics: ServiceMetrics, renderers: ErrorRenderers) -> None:
         self.app = app
         self.settings = settings
         self.metrics = metrics
+        self.renderers = renderers
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -60,8 +59,7 @@ class RequestMiddleware:
         limited = path not in OPEN_PATHS
         try:
             if limited and self.in_flight >= self.settings.max_concurrent_requests:
-                await _send_problem(send_with_id, path, 503, "overloaded", "Service unavailable",
-                                    "the server is overloaded; retry later", {"retry-after": "1"})  # fmt: skip
+                await self.renderers.for_path(path)(overloaded())(scope, receive, send_with_id)
                 return
             self.in_flight += limited
             self.metrics.in_flight.inc()
@@ -71,7 +69,8 @@ class RequestMiddleware:
             except TimeoutError:
                 if status == 0:  # nothing sent yet: we can still answer
                     detail = f"the request took longer than {self.settings.request_timeout_s:g} s"
-                    await _send_problem(send_with_id, path, 504, "timeout", "Gateway timeout", detail)
+                    timeout = ServiceError(504, "timeout", "Gateway timeout", detail)
+                    await self.renderers.for_path(path)(timeout)(scope, receive, send_with_id)
             except Exception:
                 status = status or 500  # Starlette's outermost handler answers it with the 500 problem
                 raise
@@ -105,18 +104,3 @@ def _request_id(scope: Scope) -> str:
                 return candidate
             break
     return uuid.uuid4().hex
-
-
-async def _send_problem(
-    send: Send, path: str, status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None
-) -> None:
-    status, document, media = error_document(path, status, slug, title, detail)
-    body = json.dumps(document).encode()
-    raw: list[tuple[bytes, bytes]] = [
-        (b"content-type", media.encode()),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    start: dict[str, Any] = {"type": "http.response.start", "status": status, "headers": raw}
-    await send(start)
-    await send({"type": "http.response.body", "body": body})

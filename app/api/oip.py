@@ -8,7 +8,7 @@
 `parse_infer_request` turns a body into the request header and one numpy array per input;
 `infer_response` puts each output either in the JSON ("data", flat, row-major) or after it
 as raw bytes, when the request asks for binary data. Everything wrong with a request raises
-`ProtocolError`, which the app answers as {"error": "..."}.
+a ServiceError (`refused`), which the v2 router answers as {"error": "..."}.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import orjson
 from fastapi import Response
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.errors import ServiceError
 
 HEADER_LENGTH = "inference-header-content-length"
 OCTET_STREAM = "application/octet-stream"
@@ -38,14 +40,9 @@ DATATYPES: dict[str, np.dtype[Any]] = {
 Parameter = bool | int | float | str
 
 
-class ProtocolError(Exception):
-    """A request the protocol refuses: answered as {"error": message} with `status`."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
+def refused(message: str, status: int = 400) -> ServiceError:
+    """A request the protocol refuses; the v2 router answers it as {"error": message}."""
+    return ServiceError(status, "invalid-inference-request", "Invalid inference request", message)
 
 
 class _Wire(BaseModel):
@@ -139,45 +136,43 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
         return body
     wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding.strip().lower())
     if wbits is None:
-        raise ProtocolError(415, f"Content-Encoding {encoding!r} is not supported; use gzip or deflate")
+        raise refused(f"Content-Encoding {encoding!r} is not supported; use gzip or deflate", 415)
     inflater = zlib.decompressobj(wbits)
     try:
         data = inflater.decompress(body, limit + 1)
     except zlib.error as exc:
-        raise ProtocolError(400, f"the body is not valid {encoding} data ({exc})") from None
+        raise refused(f"the body is not valid {encoding} data ({exc})") from None
     if len(data) > limit:
-        raise ProtocolError(413, f"the decompressed body is over the limit of {limit} bytes")
+        raise refused(f"the decompressed body is over the limit of {limit} bytes", 413)
     return data
 
 
 def parse_infer_request(body: bytes, header_length: str | None) -> tuple[InferRequest, dict[str, NDArray[Any]]]:
     """The JSON header and each input as an array of its shape and datatype."""
     if not body:
-        raise ProtocolError(400, "the request has no body")
+        raise refused("the request has no body")
     if header_length is None:
         header, binary = body, b""
     else:
         size = int(header_length) if header_length.isdigit() else -1
         if not 0 < size <= len(body):
-            raise ProtocolError(
-                400, f"Inference-Header-Content-Length {header_length!r} is not a length within the body"
-            )
+            raise refused(f"Inference-Header-Content-Length {header_length!r} is not a length within the body")
         header, binary = body[:size], body[size:]
     try:
         request = InferRequest.model_validate_json(header)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise ProtocolError(400, f"invalid inference request: {where}: {first['msg']}") from None
+        raise refused(f"invalid inference request: {where}: {first['msg']}") from None
     arrays: dict[str, NDArray[Any]] = {}
     offset = 0
     for tensor in request.inputs:
         if tensor.name in arrays:
-            raise ProtocolError(400, f"input {tensor.name!r} is given twice")
+            raise refused(f"input {tensor.name!r} is given twice")
         arrays[tensor.name], used = _input_array(tensor, binary, offset)
         offset += used
     if offset != len(binary):
-        raise ProtocolError(400, f"the body has {len(binary) - offset} bytes past the inputs' binary data")
+        raise refused(f"the body has {len(binary) - offset} bytes past the inputs' binary data")
     return request, arrays
 
 
@@ -186,30 +181,29 @@ def _input_array(tensor: RequestInput, binary: bytes, offset: int) -> tuple[NDAr
     where = f"input {tensor.name!r}"
     dtype = DATATYPES.get(tensor.datatype)
     if dtype is None:
-        raise ProtocolError(400, f"{where}: datatype {tensor.datatype!r} is not one of {', '.join(DATATYPES)}")
+        raise refused(f"{where}: datatype {tensor.datatype!r} is not one of {', '.join(DATATYPES)}")
     if any(d < 0 for d in tensor.shape):
-        raise ProtocolError(400, f"{where}: shape {tensor.shape} has a negative dimension")
+        raise refused(f"{where}: shape {tensor.shape} has a negative dimension")
     count = math.prod(tensor.shape)
     size = tensor.parameters.get("binary_data_size")
     if size is not None:
         if tensor.data is not None:
-            raise ProtocolError(400, f"{where} has both binary_data_size and data")
+            raise refused(f"{where} has both binary_data_size and data")
         if not isinstance(size, int) or isinstance(size, bool) or size != count * dtype.itemsize:
-            raise ProtocolError(
-                400, f"{where}: binary_data_size {size!r} is not {count * dtype.itemsize} ({tensor.datatype} "
+            raise refused(f"{where}: binary_data_size {size!r} is not {count * dtype.itemsize} ({tensor.datatype} "
                 f"{tensor.shape})",
             )  # fmt: skip
         if offset + size > len(binary):
-            raise ProtocolError(400, f"{where}: the body ends before its {size} bytes of binary data")
+            raise refused(f"{where}: the body ends before its {size} bytes of binary data")
         return np.frombuffer(binary, dtype, count, offset).reshape(tensor.shape), size
     if tensor.data is None:
-        raise ProtocolError(400, f"{where} has neither data nor binary_data_size")
+        raise refused(f"{where} has neither data nor binary_data_size")
     try:
         values = np.asarray(tensor.data, dtype=dtype)
     except (ValueError, TypeError, OverflowError):
-        raise ProtocolError(400, f"{where}: data is not a rectangular list of {tensor.datatype} values") from None
+        raise refused(f"{where}: data is not a rectangular list of {tensor.datatype} values") from None
     if values.size != count:
-        raise ProtocolError(400, f"{where}: data holds {values.size} values, shape {tensor.shape} needs {count}")
+        raise refused(f"{where}: data holds {values.size} values, shape {tensor.shape} needs {count}")
     return values.reshape(tensor.shape), 0
 
 
@@ -221,7 +215,7 @@ def requested_outputs(request: InferRequest, available: list[str]) -> list[tuple
     chosen = []
     for output in request.outputs:
         if output.name not in available:
-            raise ProtocolError(400, f"output {output.name!r} is not one of {', '.join(available)}")
+            raise refused(f"output {output.name!r} is not one of {', '.join(available)}")
         chosen.append((output.name, output.parameters.get("binary_data", binary_default) is True))
     return chosen
 

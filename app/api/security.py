@@ -11,7 +11,7 @@ import hmac
 
 from fastapi import Request
 
-from app.errors import ProblemError
+from app.errors import ServiceError
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="vaeserve"'}
 
@@ -37,6 +37,6 @@ async def require_api_key(request: Request) -> None:
         return
     presented = presented_key(request)
     if presented is None:
-        raise ProblemError(401, "unauthorized", "Unauthorized", "an API key is required", CHALLENGE)
+        raise ServiceError(401, "unauthorized", "Unauthorized", "an API key is required", CHALLENGE)
     if not key_is_valid(presented, keys):
-        raise ProblemError(401, "unauthorized", "Unauthorized", "the API key is not valid", CHALLENGE)
+        raise ServiceError(401, "unauthorized", "Unauthorized", "the API key is not valid", CHALLENGE)

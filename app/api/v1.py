@@ -1,7 +1,7 @@
 """The v1 API: encode, decode, samples, reconstruct, score, and what models are loaded.
 
-Routes are thin: parse the input (app/inputs.py), run model/'s runtime off the event loop,
-shape the answer (app/schemas.py). The maths lives in model/.
+A wire adapter: each handler parses the request (app/api/inputs.py), calls one operation
+(app/serving/operations.py) and renders its named result as JSON or PNG (wire/v1.py).
 """
 
 from __future__ import annotations
@@ -14,15 +14,14 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 from numpy.typing import NDArray
 
-from app import schemas as s
-from app.anomaly import decide
-from app.anomaly import importance_samples as requested_k
-from app.deps import ModelDep, RegistryDep, SettingsDep, check_range
-from app.errors import ProblemError, unsupported_media_type
-from app.inputs import media_type, read_images, read_json
-from app.registry import LoadedModel
+from app.api.deps import ModelDep, OperationsDep, RegistryDep, SettingsDep
+from app.api.inputs import media_type, read_images, read_json
+from app.errors import ServiceError, unsupported_media_type
+from app.serving.operations import Scored
+from app.serving.registry import LoadedModel
 from model.preprocess import encode_png, heatmap_png, make_grid
-from model.runtime import ScoreBatch, sample_posterior
+from model.runtime import ScoreBatch
+from wire import v1 as s
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
@@ -97,36 +96,42 @@ def _ref(model: LoadedModel) -> dict[str, str]:
     return {"model": model.manifest.name, "version": model.manifest.version}
 
 
-@router.post("/encode", response_model=s.EncodeResponse, openapi_extra=IMAGE_BODY, responses=ERRORS)
+@router.post(
+    "/encode",
+    summary="Encode images to the mean and log-variance of q(z|x)",
+    response_model=s.EncodeResponse,
+    openapi_extra=IMAGE_BODY,
+    responses=ERRORS,
+)
 async def encode_images(
     request: Request,
     model: ModelDep,
     settings: SettingsDep,
+    ops: OperationsDep,
     sample: Annotated[bool, Query(description="also return one draw z from q(z|x)")] = False,
     seed: Seed = 0,
 ) -> Response:
-    """Encode images to the mean and log-variance of q(z|x)."""
     images = await read_images(request, model.manifest.input, settings)
-    mean, log_var = await model.encode(images)
-    z = sample_posterior(mean, log_var, seed) if sample else None
-    results = [{"mean": mean[i], "log_var": log_var[i], "z": None if z is None else z[i]} for i in range(len(images))]
+    enc = await ops.encode(model, images, sample=sample, seed=seed)
+    z = enc.z
+    results = [{"mean": m, "log_var": v, "z": None if z is None else z[i]}
+               for i, (m, v) in enumerate(zip(enc.mean, enc.log_var, strict=True))]  # fmt: skip
     return json_response({**_ref(model), "latent_dim": model.manifest.latent_dim, "results": results})
 
 
 @router.post(
     "/decode",
+    summary="Decode latents into images",
     response_model=s.ImagesResponse,
     responses={**ERRORS, 200: {"content": {PNG: {}}, "description": "JSON, or a PNG with Accept: image/png"}},
     openapi_extra={"requestBody": {"content": {"application/json": {"schema": s.DecodeRequest.model_json_schema()}}}},
 )
-async def decode_latents(request: Request, model: ModelDep, settings: SettingsDep) -> Any:
-    """Decode latents into images: JSON with base64 PNGs or arrays, or a PNG with Accept: image/png."""
+async def decode_latents(request: Request, model: ModelDep, settings: SettingsDep, ops: OperationsDep) -> Any:
+    """JSON with base64 PNGs or arrays, or one PNG (a grid for several) with Accept: image/png."""
     if media_type(request) != "application/json":
         raise unsupported_media_type(media_type(request), "application/json")
     body = s.DecodeRequest.model_validate(await read_json(request, settings.max_body_bytes))
-    check_range("number of latents", len(body.latents), 1, settings.max_images_per_request)
-    z = _rectangular(body.latents, model.manifest.latent_dim)
-    images = await model.decode(z)
+    images = await ops.decode(model, _rectangular(body.latents, model.manifest.latent_dim))
     if PNG in request.headers.get("accept", ""):
         grid = images[0] if len(images) == 1 else make_grid(images)
         return Response(encode_png(grid), media_type=PNG)
@@ -138,7 +143,7 @@ async def decode_latents(request: Request, model: ModelDep, settings: SettingsDe
 def _rectangular(latents: list[list[float]], dim: int) -> NDArray[np.float32]:
     for i, row in enumerate(latents):
         if len(row) != dim:
-            raise ProblemError(
+            raise ServiceError(
                 422, "invalid-input", "Invalid input", f"latent {i} has {len(row)} values, the model takes {dim}"
             )
     return np.asarray(latents, dtype=np.float32)
@@ -146,62 +151,73 @@ def _rectangular(latents: list[list[float]], dim: int) -> NDArray[np.float32]:
 
 @router.get(
     "/samples",
+    summary="Draw n images from the prior",
     response_model=s.SamplesResponse,
     responses={**ERRORS, 200: {"content": {PNG: {}}, "description": "a PNG grid, or JSON with format=json"}},
 )
 async def get_samples(
     model: ModelDep,
-    settings: SettingsDep,
+    ops: OperationsDep,
     n: Annotated[int, Query(description="how many samples")] = 16,
     seed: Seed = 0,
     temperature: Annotated[float, Query(gt=0, le=10, description="scale of the prior's standard deviation")] = 1.0,
     format: Annotated[Literal["png", "json"], Query(description="a PNG grid, or JSON")] = "png",
 ) -> Any:
-    """Draw n images from the prior: a PNG grid, or JSON with base64 PNGs and their latents."""
-    check_range("n", n, 1, settings.max_samples)
-    z = model.runtime.sample_latents(n, seed, temperature)
-    images = await model.decode(z)
+    """A PNG grid, or JSON with base64 PNGs and their latents; the same seed gives the same answer."""
+    sampled = await ops.sample(model, n, seed=seed, temperature=temperature)
     if format == "png":
-        return Response(encode_png(make_grid(images)), media_type=PNG)
+        return Response(encode_png(make_grid(sampled.images)), media_type=PNG)
     return json_response(
-        {**_ref(model), "seed": seed, "temperature": temperature, "images": [_b64_png(image) for image in images],
-         "arrays": None, "latents": z}
+        {**_ref(model), "seed": seed, "temperature": temperature, "images": [_b64_png(i) for i in sampled.images],
+         "arrays": None, "latents": sampled.latents}
     )  # fmt: skip
 
 
-@router.post("/reconstruct", response_model=s.ReconstructResponse, openapi_extra=IMAGE_BODY, responses=ERRORS)
+@router.post(
+    "/reconstruct",
+    summary="Reconstruct images from their posterior mean, with their scores",
+    response_model=s.ReconstructResponse,
+    openapi_extra=IMAGE_BODY,
+    responses=ERRORS,
+)
 async def reconstruct_images(
     request: Request,
     model: ModelDep,
     settings: SettingsDep,
+    ops: OperationsDep,
     importance_samples: ImportanceSamples = None,
     seed: Seed = 0,
     format: Annotated[Literal["png", "array"], Query(description="base64 PNGs or pixel arrays")] = "png",
     heatmap: Heatmap = False,
 ) -> Response:
-    """Reconstruct images from their posterior mean, with their scores."""
-    k = requested_k(model.manifest, importance_samples, settings.max_importance_samples)
     images = await read_images(request, model.manifest.input, settings)
-    scores = await model.score(images, k, seed)
-    recon = scores.reconstructions  # decoded from the posterior mean by the same call
-    heatmaps = _heatmaps(scores, heatmap)
+    scored = await ops.reconstruct(model, images, importance_samples=importance_samples, seed=seed)
+    recon = scored.scores.reconstructions  # decoded from the posterior mean by the same call
+    heatmaps = _heatmaps(scored.scores, heatmap)
     results = [
         {
             "image": _b64_png(recon[i]) if format == "png" else None,
             "array": recon[i] if format == "array" else None,
-            "scores": _scores_out(scores, i),
+            "scores": _scores_out(scored.scores, i),
             "heatmap": heatmaps[i],
         }
         for i in range(len(images))
     ]
-    return json_response({**_ref(model), "importance_samples": k, "seed": seed, "results": results})
+    return json_response({**_ref(model), **_run(scored), "results": results})
 
 
-@router.post("/score", response_model=s.ScoreResponse, openapi_extra=IMAGE_BODY, responses=ERRORS)
+@router.post(
+    "/score",
+    summary="Score images for anomalies: every score, the threshold, a p-value and the decision",
+    response_model=s.ScoreResponse,
+    openapi_extra=IMAGE_BODY,
+    responses=ERRORS,
+)
 async def score_images(
     request: Request,
     model: ModelDep,
     settings: SettingsDep,
+    ops: OperationsDep,
     importance_samples: ImportanceSamples = None,
     seed: Seed = 0,
     score: Annotated[s.ScoreName | None, Query(description="decision score; the calibrated one when absent")] = None,
@@ -210,27 +226,30 @@ async def score_images(
     ] = None,
     heatmap: Heatmap = False,
 ) -> Response:
-    """Score images for anomalies: all scores, the threshold, a p-value and the decision."""
-    k = requested_k(model.manifest, importance_samples, settings.max_importance_samples)
     images = await read_images(request, model.manifest.input, settings)
-    scores = await model.score(images, k, seed)
-    decision = decide(model.manifest.calibration, scores.scores, score, false_positive_rate)
-    values, threshold, p = decision.values, decision.threshold, decision.p_values
-    heatmaps = _heatmaps(scores, heatmap)
+    scored = await ops.score(model, images, importance_samples=importance_samples, seed=seed, score=score,
+                             false_positive_rate=false_positive_rate)  # fmt: skip
+    decision = scored.decision
+    p, anomaly = decision.p_values, decision.is_anomaly
+    heatmaps = _heatmaps(scored.scores, heatmap)
     results = [
         {
-            **_scores_out(scores, i),
-            "score": values[i],
+            **_scores_out(scored.scores, i),
+            "score": value,
             "p_value": None if p is None else p[i],
-            "is_anomaly": None if threshold is None else bool(values[i] > threshold),
+            "is_anomaly": None if anomaly is None else bool(anomaly[i]),
             "heatmap": heatmaps[i],
         }
-        for i in range(len(values))
+        for i, value in enumerate(decision.values)
     ]
     return json_response(
-        {**_ref(model), "importance_samples": k, "seed": seed, "score": decision.score, "threshold": threshold,
+        {**_ref(model), **_run(scored), "score": decision.score, "threshold": decision.threshold,
          "false_positive_rate": decision.false_positive_rate, "results": results}
     )  # fmt: skip
+
+
+def _run(scored: Scored) -> dict[str, int]:
+    return {"importance_samples": scored.importance_samples, "seed": scored.seed}
 
 
 def _summary(model: LoadedModel, default: bool) -> dict[str, Any]:
@@ -242,10 +261,10 @@ def _summary(model: LoadedModel, default: bool) -> dict[str, Any]:
         "default": default,
         "description": m.description,
         "created": m.created,
-        "input": m.input,
+        "input": s.InputSpec.model_validate(m.input.model_dump()),
         "latent_dim": m.latent_dim,
         "likelihood": m.likelihood.kind,
-        "metrics": m.metrics,
+        "metrics": [s.SplitMetrics.model_validate(metrics.model_dump()) for metrics in m.metrics],
         "calibration": None
         if cal is None
         else s.CalibrationSummary(
@@ -258,15 +277,14 @@ def _summary(model: LoadedModel, default: bool) -> dict[str, Any]:
     }
 
 
-@router.get("/models", response_model=s.ModelList)
+@router.get("/models", summary="List the loaded models with their metrics and calibration", response_model=s.ModelList)
 async def list_models(registry: RegistryDep) -> s.ModelList:
-    """List the loaded models with their metrics and calibration."""
     return s.ModelList(models=[s.ModelSummary(**_summary(m, m is registry.default)) for m in registry.all()])
 
 
-@router.get("/models/{name}", response_model=s.ModelDetail, responses=ERRORS)
+@router.get("/models/{name}", summary="Describe one model", response_model=s.ModelDetail, responses=ERRORS)
 async def get_model(name: str, registry: RegistryDep, version: str | None = None) -> s.ModelDetail:
-    """Describe one model (its highest version unless `version` is given)."""
+    """Its highest version unless `version` is given: input spec, metrics, calibration, files."""
     model = registry.get(name, version)
     m = model.manifest
     return s.ModelDetail(

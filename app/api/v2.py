@@ -1,8 +1,8 @@
 """The Open Inference Protocol (KServe v2 / Triton), with Triton's binary tensor extension.
 
 Each bundle serves three v2 models, `<name>-encoder`, `<name>-decoder` and `<name>-scorer`
-(app/v2_models.py); the wire format is app/oip.py. Every model route also answers under
-`/versions/{model_version}`. Errors are {"error": "..."} (app/errors.py).
+(app/api/v2_models.py); the wire format is app/api/oip.py. Every model route also answers under
+`/versions/{model_version}`. Errors are {"error": "..."} (`render_error`).
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
 
-from app.deps import RegistryDep, SettingsDep
-from app.inputs import read_body
-from app.oip import (
+from app.api.deps import OperationsDep, RegistryDep, SettingsDep
+from app.api.inputs import read_body
+from app.api.oip import (
     HEADER_LENGTH,
     OCTET_STREAM,
     ConfigTensor,
@@ -23,15 +24,16 @@ from app.oip import (
     InferResponse,
     ModelConfig,
     ModelMetadata,
-    ProtocolError,
     ServerMetadata,
     TensorMetadata,
     decompress,
     infer_response,
     parse_infer_request,
+    refused,
     requested_outputs,
 )
-from app.v2_models import TensorSpec, V2Model, execute, resolve
+from app.api.v2_models import TensorSpec, V2Model, execute, resolve
+from app.errors import ServiceError
 
 router = APIRouter(prefix="/v2", tags=["v2"])
 health_router = APIRouter(prefix="/v2", tags=["v2"])  # open, like /healthz: probes carry no keys
@@ -47,6 +49,15 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         503: "not ready or overloaded",
     }.items()
 }
+PLATFORM = "vaeserve"
+
+
+def render_error(error: ServiceError) -> Response:
+    """The protocol's error form, {"error": detail}; a request that is readable but invalid is a 400."""
+    status = 400 if error.status == 422 else error.status
+    return JSONResponse({"error": error.detail}, status, error.headers)
+
+
 _VERSION_PARAMETER = {"name": "model_version", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
@@ -103,55 +114,69 @@ def _model_route(method: str, suffix: str, **kwargs: Any) -> Callable[[Callable[
     return register
 
 
-@router.get("", response_model=ServerMetadata)
+@router.get(
+    "", summary="Server metadata: name, version and the protocol extensions it supports.", response_model=ServerMetadata
+)
 async def get_server_metadata(request: Request) -> ServerMetadata:
-    """Server metadata: name, version and the protocol extensions it supports."""
     return ServerMetadata(name="vaeserve", version=request.app.version, extensions=EXTENSIONS)
 
 
-@health_router.get("/health/live", response_class=Response, responses={200: {"description": "live"}})
+@health_router.get(
+    "/health/live",
+    summary="Liveness: 200 while the process answers.",
+    response_class=Response,
+    responses={200: {"description": "live"}},
+)
 async def get_server_live() -> Response:
-    """Liveness: 200 while the process answers."""
     return Response()
 
 
 @health_router.get(
     "/health/ready",
+    summary="Readiness: 200 once every model is loaded and warmed up, 400 before (the protocol's 4xx).",
     response_class=Response,
     responses={200: {"description": "ready"}, 400: {"description": "not ready", "model": ErrorResponse}},
 )
 async def get_server_ready(request: Request) -> Response:
-    """Readiness: 200 once every model is loaded and warmed up, 400 before (the protocol's 4xx)."""
     if request.app.state.registry is None:
-        raise ProtocolError(400, "models are still loading")
+        raise refused("models are still loading")
     return Response()
 
 
-@_model_route("get", "", response_model=ModelMetadata)
+@_model_route("get", "", summary="Model metadata: its versions, inputs and outputs.", response_model=ModelMetadata)
 async def get_model_metadata(v2: V2ModelDep, registry: RegistryDep) -> ModelMetadata:
-    """Model metadata: its versions, inputs and outputs."""
     bundle = v2.model.manifest.name
     return ModelMetadata(
         name=v2.name,
         versions=[m.manifest.version for m in registry.all() if m.manifest.name == bundle],
-        platform="vaeserve",
+        platform=PLATFORM,
         inputs=[TensorMetadata(**t.metadata()) for t in v2.inputs],
         outputs=[TensorMetadata(**t.metadata()) for t in v2.outputs],
     )
 
 
-@_model_route("get", "/ready", response_class=Response, responses={200: {"description": "ready"}})
+@_model_route(
+    "get",
+    "/ready",
+    summary="Model readiness: 200 when the model (and version) is loaded; models load before the server is ready.",
+    response_class=Response,
+    responses={200: {"description": "ready"}},
+)
 async def get_model_ready(v2: V2ModelDep) -> Response:
-    """Model readiness: 200 when the model (and version) is loaded; models load before the server is ready."""
     return Response()
 
 
-@_model_route("get", "/config", response_model=ModelConfig, response_model_exclude_none=True)
+@_model_route(
+    "get",
+    "/config",
+    summary="The model's configuration in Triton's JSON form: max_batch_size, inputs, outputs, parameters.",
+    response_model=ModelConfig,
+    response_model_exclude_none=True,
+)
 async def get_model_config(v2: V2ModelDep, settings: SettingsDep) -> ModelConfig:
-    """The model's configuration in Triton's JSON form: max_batch_size, inputs, outputs, parameters."""
     return ModelConfig(
         name=v2.name,
-        platform="vaeserve",
+        platform=PLATFORM,
         backend="onnxruntime",
         max_batch_size=settings.max_images_per_request,
         input=[_config_tensor(t) for t in v2.inputs],
@@ -172,17 +197,17 @@ def _config_tensor(t: TensorSpec) -> ConfigTensor:
 @_model_route(
     "post",
     "/infer",
+    summary="Inference on tensors: JSON data, or binary data after a JSON header (Inference-Header-Content-Length).",
     response_model=InferResponse,
     openapi_extra=_INFER_BODY,
     responses={200: {"content": {OCTET_STREAM: {}}, "description": "JSON, or a JSON header and binary outputs"}},
 )
-async def infer(request: Request, v2: V2ModelDep, settings: SettingsDep) -> Response:
-    """Inference on tensors: JSON data, or binary data after a JSON header (Inference-Header-Content-Length)."""
+async def infer(request: Request, v2: V2ModelDep, settings: SettingsDep, ops: OperationsDep) -> Response:
     limit = settings.max_body_bytes
     body = decompress(await read_body(request, limit), request.headers.get("content-encoding"), limit)
     inference, arrays = parse_infer_request(body, request.headers.get(HEADER_LENGTH))
     outputs = requested_outputs(inference, [t.name for t in v2.outputs])
-    results = await execute(v2, arrays, inference.parameters, settings)
+    results = await execute(v2, arrays, inference.parameters, ops)
     head = {"model_name": v2.name, "model_version": v2.version}
     if inference.id is not None:
         head["id"] = inference.id

@@ -19,14 +19,11 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.anomaly import decide
-from app.anomaly import importance_samples as requested_k
-from app.oip import Parameter, ProtocolError
-from app.registry import LoadedModel, ModelNotFoundError, ModelRegistry
-from app.settings import Settings
+from app.api.oip import Parameter, refused
+from app.serving.operations import Operations
+from app.serving.registry import LoadedModel, ModelNotFoundError, ModelRegistry
 from model.decision import UncalibratedScoreError, default_importance_samples
 from model.preprocess import from_batch
-from model.runtime import sample_posterior
 from model.scores import SCORE_NAMES
 
 ROLES = ("encoder", "decoder", "scorer")
@@ -126,7 +123,7 @@ def resolve(registry: ModelRegistry, name: str, version: str | None) -> V2Model:
             pass
     known = ", ".join(sorted({v2.name for m in registry.all() for v2 in v2_models(m)}))
     at = f" version {version!r}" if version else ""
-    raise ProtocolError(404, f"unknown model {name!r}{at}; this server has {known}")
+    raise refused(f"unknown model {name!r}{at}; this server has {known}", 404)
 
 
 def _parameters(v2: V2Model, given: dict[str, Parameter]) -> Any:
@@ -137,56 +134,52 @@ def _parameters(v2: V2Model, given: dict[str, Parameter]) -> Any:
         first = exc.errors()[0]
         allowed = ", ".join(_PARAMETERS[v2.role].model_fields) or "none"
         where = ".".join(str(p) for p in first["loc"])
-        raise ProtocolError(400, f"parameter {where}: {first['msg']} (parameters of {v2.name}: {allowed})") from None
+        raise refused(f"parameter {where}: {first['msg']} (parameters of {v2.name}: {allowed})") from None
 
 
-def _check_inputs(v2: V2Model, arrays: dict[str, NDArray[Any]], settings: Settings) -> NDArray[Any]:
+def _check_inputs(v2: V2Model, arrays: dict[str, NDArray[Any]], max_rows: int) -> NDArray[Any]:
     """The one input array, once its name and batch size are right."""
     (spec,) = v2.inputs
     if set(arrays) != {spec.name}:
-        raise ProtocolError(400, f"{v2.name} takes one input, {spec.name!r}; got {', '.join(map(repr, arrays))}")
+        raise refused(f"{v2.name} takes one input, {spec.name!r}; got {', '.join(map(repr, arrays))}")
     values = arrays[spec.name]
-    if values.ndim == 0 or not 1 <= len(values) <= settings.max_images_per_request:
-        raise ProtocolError(
-            400, f"input {spec.name!r}: the batch must hold 1 to {settings.max_images_per_request} rows, "
+    if values.ndim == 0 or not 1 <= len(values) <= max_rows:
+        raise refused(f"input {spec.name!r}: the batch must hold 1 to {max_rows} rows, "
             f"got shape {list(values.shape)}",
         )  # fmt: skip
     if not (values.dtype.kind == "f" or (spec.name == "image" and values.dtype == np.uint8)):
         also = "FP16, FP64" + (", UINT8 0-255" if spec.name == "image" else "")
-        raise ProtocolError(400, f"input {spec.name!r}: datatype must be {spec.datatype} (or {also})")
+        raise refused(f"input {spec.name!r}: datatype must be {spec.datatype} (or {also})")
     return values
 
 
 async def execute(
-    v2: V2Model, arrays: dict[str, NDArray[Any]], given: dict[str, Parameter], settings: Settings
+    v2: V2Model, arrays: dict[str, NDArray[Any]], given: dict[str, Parameter], ops: Operations
 ) -> dict[str, NDArray[Any]]:
-    """Run one inference request; every output of the contract, by name."""
+    """Run one inference request through the operations layer; every output of the contract, by name."""
     params = _parameters(v2, given)
-    values = _check_inputs(v2, arrays, settings)
-    model, manifest = v2.model, v2.model.manifest
+    values = _check_inputs(v2, arrays, ops.settings.max_images_per_request)
+    model = v2.model
     if v2.role == "decoder":
-        return {"image": await model.decode(values)}
-    images = from_batch(values, manifest.input)
+        return {"image": await ops.decode(model, values)}
+    images = from_batch(values, model.manifest.input)
     if v2.role == "encoder":
-        mean, log_var = await model.encode(images)
-        return {"mean": mean, "log_var": log_var, "z": sample_posterior(mean, log_var, params.seed)}
-    if params.score is not None and (manifest.calibration is None or params.score not in manifest.calibration.scores):
-        calibrated = ", ".join(manifest.calibration.scores) if manifest.calibration else "none"
-        raise ProtocolError(400, f"parameter score: {params.score!r} is not a calibrated score ({calibrated})")
-    k = requested_k(manifest, params.importance_samples, settings.max_importance_samples)
-    scores = await model.score(images, k, params.seed)
-    out: dict[str, NDArray[Any]] = {name: scores[name] for name in SCORE_NAMES}
-    out["pixel_nll"] = scores.pixel_nll
+        enc = await ops.encode(model, images, sample=True, seed=params.seed)
+        assert enc.z is not None  # asked for
+        return {"mean": enc.mean, "log_var": enc.log_var, "z": enc.z}
     try:
-        decision = decide(manifest.calibration, scores.scores, params.score, params.false_positive_rate)
+        scored = await ops.score(model, images, importance_samples=params.importance_samples, seed=params.seed,
+                                 score=params.score, false_positive_rate=params.false_positive_rate)  # fmt: skip
     except UncalibratedScoreError as exc:
-        raise ProtocolError(400, f"parameter score: {exc}") from None
-    anomaly = decision.is_anomaly
-    if anomaly is not None and decision.p_values is not None:
+        raise refused(f"parameter score: {exc}") from None
+    out: dict[str, NDArray[Any]] = {name: scored.scores[name] for name in SCORE_NAMES}
+    out["pixel_nll"] = scored.scores.pixel_nll
+    decision = scored.decision
+    if decision.threshold is not None and decision.p_values is not None:
         out.update(
             score=decision.values,
             threshold=np.full(len(images), decision.threshold, dtype=np.float64),
             p_value=decision.p_values,
-            is_anomaly=anomaly,
+            is_anomaly=decision.values > decision.threshold,
         )
     return out

@@ -1,5 +1,9 @@
 """Dynamic micro-batching: concurrent requests to one model become one ONNX Runtime call.
 
+Both executors here take `submit(key, rows)` and answer with the function's named outputs
+for those rows: `MicroBatcher` gathers, `PassThrough` (batching off) runs each call alone in
+a worker thread. Either way ONNX Runtime never runs on the event loop.
+
 A `MicroBatcher` owns a bounded queue and one worker task. The worker takes the oldest job,
 then keeps gathering jobs with the same key (the same operation and parameters) until the
 batch holds `max_batch_size` rows or `max_delay_us` has passed since it started, runs the
@@ -21,10 +25,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
+from starlette.concurrency import run_in_threadpool
 
 log = logging.getLogger(__name__)
 
-Outputs = tuple[NDArray[np.generic], ...]
+Outputs = dict[str, NDArray[np.generic]]  # each (N, ...), N the rows given
 BatchFn = Callable[[Hashable, NDArray[np.float32]], Outputs]
 
 
@@ -38,17 +43,6 @@ class _Job:
     rows: NDArray[np.float32]
     future: asyncio.Future[Outputs]
     enqueued: float = field(default_factory=time.perf_counter)
-
-
-@dataclass
-class BatchStats:
-    """Counters for metrics and tests."""
-
-    batches: int = 0
-    rows: int = 0
-    jobs: int = 0
-    rejected: int = 0
-    sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1000))  # rows per batch, the last 1000
 
 
 class MicroBatcher:
@@ -74,7 +68,6 @@ class MicroBatcher:
         self._worker: asyncio.Task[None] | None = None
         self._busy = False  # a batch has been taken and is not answered yet
         self._closing = False
-        self.stats = BatchStats()
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
@@ -106,7 +99,7 @@ class MicroBatcher:
         if len(rows) > self._max_rows:
             parts = [rows[i : i + self._max_rows] for i in range(0, len(rows), self._max_rows)]
             results = await asyncio.gather(*(self.submit(key, part) for part in parts))
-            return tuple(np.concatenate(outs) for outs in zip(*results, strict=True))
+            return {name: np.concatenate([result[name] for result in results]) for name in results[0]}
         loop = asyncio.get_running_loop()
         if self._closing:
             return await loop.run_in_executor(None, self._fn, key, rows)
@@ -114,7 +107,6 @@ class MicroBatcher:
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
-            self.stats.rejected += 1
             raise QueueFullError(f"{self.name}: {self._queue.maxsize} requests already queued") from None
         return await job.future
 
@@ -178,7 +170,7 @@ class MicroBatcher:
         for job in jobs:
             end = start + len(job.rows)
             if not job.future.done():
-                job.future.set_result(tuple(out[start:end] for out in outputs))
+                job.future.set_result({name: out[start:end] for name, out in outputs.items()})
             start = end
 
     def _call(self, batch: Sequence[_Job]) -> Outputs | None:
@@ -186,11 +178,6 @@ class MicroBatcher:
             return None  # cannot be stacked: run them alone
         rows = batch[0].rows if len(batch) == 1 else np.concatenate([job.rows for job in batch])
         outputs = self._fn(batch[0].key, rows)
-        stats = self.stats
-        stats.batches += 1
-        stats.rows += len(rows)
-        stats.jobs += len(batch)
-        stats.sizes.append(len(rows))
         if self._on_batch is not None:
             self._on_batch(len(rows))
         return outputs
@@ -206,3 +193,16 @@ class MicroBatcher:
             else:
                 if not job.future.done():
                     job.future.set_result(outputs)
+
+
+class PassThrough:
+    """The executor when batching is off: each call runs alone in the thread pool."""
+
+    def __init__(self, fn: BatchFn) -> None:
+        self._fn = fn
+
+    async def submit(self, key: Hashable, rows: NDArray[np.float32]) -> Outputs:
+        return await run_in_threadpool(self._fn, key, rows)
+
+    async def stop(self) -> None:
+        pass

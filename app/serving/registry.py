@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Hashable
+from typing import Any, cast
 
 import numpy as np
-from fastapi.concurrency import run_in_threadpool
 from numpy.typing import NDArray
+from starlette.concurrency import run_in_threadpool
 
-from app.batching import BatchFn, MicroBatcher
 from app.metrics import ServiceMetrics
+from app.serving.batching import BatchFn, MicroBatcher, Outputs, PassThrough
 from app.settings import Settings
 from model.bundle import Manifest, list_repository, load_bundle
 from model.errors import BundleError
 from model.runtime import RuntimeOptions, ScoreBatch, VAERuntime
-from model.scores import SCORE_NAMES
 
 log = logging.getLogger(__name__)
-_SCORE_ARRAYS = (*SCORE_NAMES, "reconstructions", "pixel_nll")
 
 
 class ModelNotFoundError(LookupError):
@@ -34,16 +33,18 @@ class ModelNotFoundError(LookupError):
 
 
 class LoadedModel:
-    """One bundle's runtime, and the async calls the routes make on it.
+    """One bundle's runtime, and its three calls (encode, decode, score) through an executor.
 
-    With batching on, each call goes through a micro-batcher (app/batching.py) that merges
-    concurrent calls into one ONNX Runtime call; with it off, each call runs alone in a
-    worker thread. Either way, ONNX Runtime never runs on the event loop.
+    With batching on, each call goes through a micro-batcher that merges concurrent calls
+    into one ONNX Runtime call; with it off, through a pass-through that runs each call alone
+    in a worker thread (app/serving/batching.py). Outputs cross the executor by name.
     """
 
     def __init__(self, runtime: VAERuntime) -> None:
         self.runtime = runtime
-        self.batchers: dict[str, MicroBatcher] = {}
+        self.executors: dict[str, MicroBatcher | PassThrough] = {
+            op: PassThrough(fn) for op, fn in self._functions().items()
+        }
 
     @property
     def manifest(self) -> Manifest:
@@ -53,14 +54,24 @@ class LoadedModel:
     def key(self) -> str:
         return f"{self.manifest.name}:{self.manifest.version}"
 
-    def start_batching(self, settings: Settings, metrics: ServiceMetrics) -> None:
+    def _functions(self) -> dict[str, BatchFn]:
         rt = self.runtime
-        fns: dict[str, BatchFn] = {
-            "encode": lambda _, images: rt.encode(images),
-            "decode": lambda _, z: (rt.decode(z),),
-            "score": lambda key, images: tuple(rt.score(images, *key).arrays().values()),  # type: ignore[misc]
-        }
-        self.batchers = {
+
+        def encode(_: Hashable, images: NDArray[np.float32]) -> Outputs:
+            mean, log_var = rt.encode(images)
+            return {"mean": mean, "log_var": log_var}
+
+        def decode(_: Hashable, z: NDArray[np.float32]) -> Outputs:
+            return {"images": rt.decode(z)}
+
+        def score(key: Hashable, images: NDArray[np.float32]) -> Outputs:
+            importance_samples, seed = cast(tuple[int, int], key)
+            return rt.score(images, importance_samples, seed).arrays()
+
+        return {"encode": encode, "decode": decode, "score": score}
+
+    def start_batching(self, settings: Settings, metrics: ServiceMetrics) -> None:
+        batchers = {
             op: MicroBatcher(
                 f"{self.key}/{op}",
                 fn,
@@ -69,33 +80,29 @@ class LoadedModel:
                 settings.batch_queue_size,
                 on_batch=metrics.batch_observer(self.key, op),
             )
-            for op, fn in fns.items()
+            for op, fn in self._functions().items()
         }
-        for batcher in self.batchers.values():
+        for batcher in batchers.values():
             batcher.start()
+        self.executors = dict(batchers)
 
     async def stop_batching(self) -> None:
-        await asyncio.gather(*(b.stop() for b in self.batchers.values()))
-        self.batchers = {}
+        await asyncio.gather(*(executor.stop() for executor in self.executors.values()))
 
     async def encode(self, images: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        if "encode" not in self.batchers:
-            return await run_in_threadpool(self.runtime.encode, images)
-        mean, log_var = await self.batchers["encode"].submit(None, images)
-        return mean, log_var  # type: ignore[return-value]
+        """(N, C, H, W) in [0, 1] -> mean, log_var (N, D) of q(z|x)."""
+        out = await self.executors["encode"].submit(None, images)
+        return out["mean"], out["log_var"]  # type: ignore[return-value]
 
     async def decode(self, z: NDArray[np.float32]) -> NDArray[np.float32]:
-        z = self.runtime.check_latents(z)
-        if "decode" not in self.batchers:
-            return await run_in_threadpool(self.runtime.decode, z)
-        (images,) = await self.batchers["decode"].submit(None, z)
-        return images  # type: ignore[return-value]
+        """(N, D) latents -> (N, C, H, W) images in [0, 1]; refuses latents of the wrong shape first."""
+        out = await self.executors["decode"].submit(None, self.runtime.check_latents(z))
+        return out["images"]  # type: ignore[return-value]
 
     async def score(self, images: NDArray[np.float32], importance_samples: int, seed: int) -> ScoreBatch:
-        if "score" not in self.batchers:
-            return await run_in_threadpool(self.runtime.score, images, importance_samples, seed)
-        arrays = await self.batchers["score"].submit((importance_samples, seed), images)
-        return ScoreBatch.from_arrays(dict(zip(_SCORE_ARRAYS, arrays, strict=True)), importance_samples)
+        """Every score of every image, with K = importance_samples draws from `seed`."""
+        out = await self.executors["score"].submit((importance_samples, seed), images)
+        return ScoreBatch.from_arrays(out, importance_samples)
 
 
 async def reload_registry(state: Any, settings: Settings, lock: asyncio.Lock) -> ModelRegistry:

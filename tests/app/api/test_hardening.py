@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from app.api.security import key_is_valid
 from app.main import create_app
-from app.security import key_is_valid
 from app.settings import Settings
-from tests.app.test_v1 import assert_problem
+from tests.app.api.test_v1 import assert_problem
 from tests.helpers import png_bytes
 
 KEY, OTHER_KEY = "k" * 24, "s3cret-s3cret-s3cret"

@@ -89,7 +89,7 @@ def test_two_bundles_claiming_one_name_and_version_stop_start_up(repository: Pat
         pass
     shutil.rmtree(repo / "digits" / "1")
     with (
-        caplog.at_level("WARNING", logger="app.registry"),
+        caplog.at_level("WARNING", logger="app.serving.registry"),
         TestClient(create_app(Settings(model_repository=repo))) as c,
     ):
         assert c.get("/readyz").json()["models"] == ["digits:1", "digits:2", "other:1"]

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.settings import Settings
 from model.scores import SCORE_NAMES
-from tests.app.test_hardening import KEY
+from tests.app.api.test_hardening import KEY
 
 LATENT_DIM = 4  # of the session's tiny bundle: model.latent_dim in tests/helpers.py TINY_ARGS
 

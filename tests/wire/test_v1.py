@@ -1,0 +1,32 @@
+"""The wire schemas: the names they share with model/ agree, and they import nothing of the server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import get_args
+
+from model import bundle
+from model.scores import CALIBRATED_SCORES, SCORE_NAMES
+from wire import v1
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_score_of_the_table_is_a_field_and_the_calibrated_ones_can_decide() -> None:
+    assert tuple(v1.ImageScores.model_fields) == SCORE_NAMES
+    assert get_args(v1.ScoreName) == CALIBRATED_SCORES
+
+
+def test_model_descriptions_carry_every_field_of_the_manifest_parts_they_show() -> None:
+    assert set(v1.InputSpec.model_fields) == set(bundle.InputSpec.model_fields)
+    assert set(v1.SplitMetrics.model_fields) == set(bundle.SplitMetrics.model_fields)
+
+
+def test_wire_imports_only_pydantic() -> None:
+    code = "import json, sys, wire.v1; print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    loaded = set(json.loads(done.stdout))
+    assert not loaded & {"app", "model", "client", "training", "numpy", "fastapi", "onnxruntime", "torch"}

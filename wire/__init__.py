@@ -1,0 +1,1 @@
+"""The wire schemas the server and the client share; imports nothing of either."""
