@@ -244,6 +244,15 @@ def measure(server: str, live: Live, target: Target, concurrency: int, seconds: 
     return run
 
 
+def measure_rate(url: str, body: Body, concurrency: int, seconds: float) -> float:
+    """2xx answers per second of one hey run; any other answer or transport error raises."""
+    total, statuses, errors, _ = parse_hey(hey(url, concurrency, seconds, body))
+    bad = {code: n for code, n in statuses.items() if not 200 <= code < 300}
+    if bad or errors:
+        raise RuntimeError(f"{url}: answers {statuses}, errors {errors}")
+    return sum(statuses.values()) / total
+
+
 def check(url: str, body: Body | None, latent_dim: int) -> None:
     """Warm the endpoint up, and fail unless it answers 200 with one latent of the right size per image."""
     with httpx.Client(timeout=60.0) as client:

@@ -1,0 +1,85 @@
+"""A/B: this checkout's vaeserve against another git revision's, under the same load, interleaved.
+
+    python -m bench.ab --base 3a092e7                       # 3 rounds, c=16 and 64, 5 s a point
+    python -m bench.ab --base main~3 --rounds 5 --seconds 10 --out bench/results/ab.json
+
+The base revision is checked out into a temporary git worktree; each server serves its own
+tree's shipped model, with batching on and one ONNX Runtime thread, pinned to core 0, with `hey`
+on core 1 (bench/load.py's set-up). Rounds alternate A and B so that drift in the
+machine's load hits both alike; the table gives each side's median req/s per request kind
+and concurrency, and B/A. Every answer must be a 200, or the run fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench.harness import PORT, ROOT, serve, without_settings
+from bench.load import SERVER_CORE, make_bodies, measure_rate
+from model.bundle import load_bundle
+
+MODEL = ROOT / "model" / "zoo" / "mnist-vae" / "1"
+
+
+@contextmanager
+def checkout(revision: str) -> Iterator[Path]:
+    """`revision` in a temporary detached worktree, removed at the end."""
+    with tempfile.TemporaryDirectory(prefix="vaeserve-ab-") as tmp:
+        path = Path(tmp) / "tree"
+        subprocess.run(["git", "worktree", "add", "--detach", str(path), revision], cwd=ROOT, check=True,
+                       capture_output=True)  # fmt: skip
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, capture_output=True)
+
+
+def server_argv(tree: Path) -> list[str]:
+    """The tree's own server on the tree's own shipped model (a bundle may be newer than an old server reads)."""
+    return ["taskset", "-c", str(SERVER_CORE), sys.executable, "-m", "app", "--repository", str(tree / "model" / "zoo"),
+            "--port", PORT, "--log-level", "warning"]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.split("\n\n")[0])
+    p.add_argument("--base", required=True, help="the git revision to compare with (A); this checkout is B")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=5.0, help="per hey run")
+    p.add_argument("--out", type=Path, help="raw numbers (JSON)")
+    args = p.parse_args(argv)
+    spec = load_bundle(MODEL).manifest.input
+    env = without_settings(VAESERVE_ORT_INTRA_OP_THREADS="1", VAESERVE_WORKERS="1", VAESERVE_LOG_FORMAT="text")
+    rates: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp, checkout(args.base) as base:
+        bodies = make_bodies(spec, Path(tmp))
+        points = [(path, kind, c) for path in ("/v1/encode", "/v1/score") for kind in ("png",) for c in (16, 64)]
+        for round_ in range(args.rounds):
+            for side, cwd in (("A", base), ("B", ROOT)):
+                with serve(server_argv(cwd), env={**env, "PYTHONPATH": str(cwd)}, cwd=cwd, timeout_s=120) as live:
+                    for path, kind, c in points:
+                        rate = measure_rate(live.url + path, bodies[kind], c, args.seconds)
+                        rates.setdefault(f"{side} {path} {kind} c={c}", []).append(rate)
+                        print(f"round {round_ + 1} {side} {path} {kind} c={c}: {rate:.1f} req/s", flush=True)
+    print(f"\nA = {args.base}, B = this checkout; median req/s over {args.rounds} rounds\n")
+    print("| request | A | B | B/A |\n|---|---|---|---|")
+    summary = {}
+    for path, kind, c in points:
+        a, b = (statistics.median(rates[f"{side} {path} {kind} c={c}"]) for side in "AB")
+        summary[f"{path} {kind} c={c}"] = {"A": a, "B": b, "B/A": b / a}
+        print(f"| {path} {kind} c={c} | {a:.1f} | {b:.1f} | {b / a:.2f} |")
+    if args.out:
+        args.out.write_text(json.dumps({"base": args.base, "rounds": args.rounds, "seconds": args.seconds,
+                                        "raw": rates, "median": summary}, indent=2) + "\n")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
