@@ -9,14 +9,21 @@ MODEL_OUT ?= model/zoo/mnist-vae/1
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-setup: $(BIN)/python  ## the serving runtime only: numpy, onnxruntime, Pillow, pydantic (no torch)
+# Stamps: set-up runs again only when pyproject.toml changes, not on every `make serve`.
+$(VENV)/.setup: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
+	touch $@
 
-serve: setup  ## run the service on the shipped model at http://127.0.0.1:8000
-	$(BIN)/python -m app
-
-dev: $(BIN)/python  ## training (torch 2.13.0, CPU build) and the test tools
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[train,dev]'
+	touch $@ $(VENV)/.setup
+
+setup: $(VENV)/.setup  ## the serving runtime only: numpy, onnxruntime, Pillow, pydantic (no torch)
+
+serve: setup  ## run the service on the shipped model at http://127.0.0.1:8000 (PORT=8001 make serve for another port)
+	$(BIN)/python -m app $(if $(PORT),--port $(PORT))
+
+dev: $(VENV)/.dev  ## training (torch 2.13.0, CPU build) and the test tools
 
 lint: dev
 	$(BIN)/ruff check .

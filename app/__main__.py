@@ -19,7 +19,11 @@ from pydantic import ValidationError
 
 from app.logs import log_config
 from app.main import create_app
+from app.serving.registry import ModelRegistry
 from app.settings import Settings
+from model.errors import BundleError
+
+STARTUP_FAILURE = 3  # uvicorn's own exit status when an app fails to start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,14 +51,21 @@ def main(argv: list[str] | None = None) -> int:
         for error in exc.errors():
             print(f"error: setting {'.'.join(map(str, error['loc']))}: {error['msg']}", file=sys.stderr)
         return 2
+    try:  # load before uvicorn starts: a broken bundle is one clear line and exit 3, not a traceback
+        registry = ModelRegistry.load(settings)
+    except BundleError as exc:
+        print(f"error: cannot serve: {exc}", file=sys.stderr)
+        return STARTUP_FAILURE
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal; answering it
     # with a clean exit makes a graceful stop exit 0, as process managers expect.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     log_options = {"log_config": log_config(settings.log_format, args.log_level), "access_log": False}
     if settings.workers == 1:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, **log_options)  # type: ignore[arg-type]
+        uvicorn.run(create_app(settings, registry), host=settings.host, port=settings.port, **log_options)  # type: ignore[arg-type]
         return 0
-    # Each worker process builds its own app from the environment, so pass the flags on there.
+    # Each worker process builds its own app (and loads the models) from the environment, so
+    # pass the flags on there; the registry loaded here only proved the repository is sound.
+    del registry
     os.environ.update({f"VAESERVE_{k.upper()}": str(v) for k, v in overrides.items() if v is not None})
     uvicorn.run(
         "app.main:create_app",

@@ -6,6 +6,7 @@ access log is off: app/api/middleware.py writes one line per request, with its r
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -13,7 +14,9 @@ _JSON = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def log_config(fmt: str, level: str) -> dict[str, Any]:
-    """A logging.config.dictConfig dictionary."""
+    """A logging.config.dictConfig dictionary; `fmt` "auto" is text on a terminal, JSON lines otherwise."""
+    if fmt == "auto":
+        fmt = "text" if sys.stderr.isatty() else "json"
     formatter: dict[str, Any] = (
         {"()": "pythonjsonlogger.json.JsonFormatter", "fmt": _JSON, "rename_fields": {"levelname": "level"}}
         if fmt == "json"

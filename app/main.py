@@ -36,14 +36,15 @@ def _version() -> str:
         return "0+unknown"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; its lifespan loads, verifies and warms up every model."""
+def create_app(settings: Settings | None = None, registry: ModelRegistry | None = None) -> FastAPI:
+    """Build the app; its lifespan loads (unless given `registry`), verifies and warms up every model."""
     settings = settings or Settings()
+    preloaded = registry
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            registry = await run_in_threadpool(ModelRegistry.load, settings)
+            registry = preloaded if preloaded is not None else await run_in_threadpool(ModelRegistry.load, settings)
         except BundleError as exc:
             log.error("cannot serve: %s", exc)
             raise

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = []  # empty: no CORS headers at all
     request_timeout_s: float = Field(30.0, gt=0)  # a request still unanswered after this gets 504
     max_concurrent_requests: int = Field(256, ge=1)  # in flight at once; more get 503 at once
-    log_format: Literal["json", "text"] = "json"
+    log_format: Literal["auto", "json", "text"] = "auto"  # auto: text on a terminal, JSON lines otherwise
 
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_images_per_request: int = Field(256, ge=1)

@@ -24,6 +24,12 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 say() { printf '\n== %s\n' "$*"; }
 die() { printf '\nSMOKE TEST FAILED: %s\n' "$*" >&2; exit 1; }
 
+if [[ ! -x $PY ]]; then  # a fresh clone: the checks and the wheel build need the project's dev set-up
+  say "Setting up .venv (make dev)"
+  make dev
+  PY=.venv/bin/python
+fi
+
 say "Docker engine"
 if ! docker info >/dev/null 2>&1; then
   command -v dockerd >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null; }

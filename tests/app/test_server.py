@@ -98,8 +98,9 @@ def test_a_broken_bundle_stops_the_service_at_start_up(
         [sys.executable, "-m", "app", "--repository", str(broken), "--port", str(port)],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert proc.returncode != 0
-    assert f"cannot serve: {broken / 'digits' / '2'}" in proc.stderr and message in proc.stderr
+    assert proc.returncode == 3  # uvicorn's start-up failure status
+    assert proc.stderr.startswith(f"error: cannot serve: {broken / 'digits' / '2'}") and message in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr  # one clear line, nothing after it
 
 
 def test_bad_settings_fail_fast(tmp_path: Path) -> None:

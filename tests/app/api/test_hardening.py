@@ -107,6 +107,17 @@ def test_json_log_lines(capsys) -> None:
     assert parsed["request_id"] == "r-9" and parsed["status"] == 200 and parsed["level"] == "INFO"
 
 
+def test_log_format_auto_is_text_on_a_terminal_and_json_otherwise(monkeypatch) -> None:
+    import sys
+
+    from app.logs import log_config
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert log_config("auto", "info")["formatters"]["default"] == log_config("text", "info")["formatters"]["default"]
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert log_config("auto", "info")["formatters"]["default"] == log_config("json", "info")["formatters"]["default"]
+
+
 def test_cors_is_off_by_default_and_configurable(repository: Path, client: TestClient) -> None:
     preflight = {"Origin": "https://example.org", "Access-Control-Request-Method": "POST"}
     assert (
