@@ -73,6 +73,10 @@ class AsyncVAEClient(ClientBase):
         """GET /v1/models: the loaded models, their metrics and calibration."""
         return await self._run(calls.models())
 
+    async def limits(self) -> r.Limits:
+        """GET /v1/limits: what one request may ask (body bytes, images, pixels, samples, K)."""
+        return await self._run(calls.limits())
+
     async def model(self, name: str, version: str | None = None) -> r.ModelDetail:
         """GET /v1/models/{name}: one model (its highest version unless `version` is given)."""
         return await self._run(calls.model(name, version))

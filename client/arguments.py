@@ -6,8 +6,9 @@ import json
 import re
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Self, TypedDict, TypeVar
+from typing import Any, Generic, Protocol, Self, TypedDict, TypeVar
 
 import click
 import numpy as np
@@ -43,35 +44,96 @@ def model_ref(value: str | None) -> ModelRef:
     return {"model": name or None, "version": version or None}
 
 
-def image_files(paths: Sequence[Path]) -> list[Path]:
-    """Files as given; a directory stands for the image files in it, sorted."""
+def image_files(paths: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files as given, and a directory's image files, sorted; and the files of directories skipped, with why."""
     files: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
     for path in paths:
-        if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
+        if not path.is_dir():
             files.append(path)
+            continue
+        for entry in sorted(path.iterdir()):
+            if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES:
+                files.append(entry)
+            elif entry.is_file():
+                skipped.append((entry, f"not an image file name ({', '.join(sorted(IMAGE_SUFFIXES))})"))
+            else:
+                skipped.append((entry, "a directory (folders are not searched recursively)"))
     if not files:
         raise click.UsageError("no image files found")
-    return files
+    return files, skipped
 
 
-def in_batches(files: list[Path], size: int, ask: Callable[[list[Path]], A]) -> A:
-    """One answer for all files, asked `size` files a request: the first answer's header, all results.
+MULTIPART_PART_BYTES = 256  # a part's headers, besides its file name and contents
 
-    The server names a bad image by its position in the request; the error names its file.
+
+def plan_requests(
+    files: Sequence[Path], max_images: int, max_bytes: int
+) -> tuple[list[list[Path]], list[tuple[Path, str]]]:
+    """Files packed in order into requests of at most `max_images` files and `max_bytes` of body;
+    and the files too big to go in any request on their own, with why."""
+    requests: list[list[Path]] = []
+    too_big: list[tuple[Path, str]] = []
+    current: list[Path] = []
+    size = 0
+    for path in files:
+        part = path.stat().st_size + len(path.name.encode()) + MULTIPART_PART_BYTES
+        if part > max_bytes:
+            too_big.append((path, f"{path.stat().st_size} bytes is over the server's limit of {max_bytes} bytes "
+                                  "per request (VAESERVE_MAX_BODY_BYTES)"))  # fmt: skip
+            continue
+        if current and (len(current) == max_images or size + part > max_bytes):
+            requests.append(current)
+            current, size = [], 0
+        current.append(path)
+        size += part
+    if current:
+        requests.append(current)
+    return requests, too_big
+
+
+@dataclass
+class Outcome(Generic[A]):
+    """What asking about many files gave: one answer holding every result, and the files that failed."""
+
+    answer: A | None  # the first answer's header with the results of `done`, in order
+    done: list[Path]
+    failed: list[tuple[Path, str]]
+
+
+def ask_each(requests: Sequence[Sequence[Path]], ask: Callable[[list[Path]], A]) -> Outcome[A]:
+    """Ask request by request; a file the server refuses is left out (and said why), the rest still asked.
+
+    The server names a bad image by its position in the request ("image 2: ..."): that file
+    is dropped and the request asked again. A refusal that names no image is asked again file
+    by file, so it is pinned on the files it is about. Transport errors end the run.
     """
-    answers = []
-    for start in range(0, len(files), size):
+    answers: list[A] = []
+    done: list[Path] = []
+    failed: list[tuple[Path, str]] = []
+    todo = [list(request) for request in requests]
+    while todo:
+        files = todo.pop(0)
         try:
-            answers.append(ask(files[start : start + size]))
+            answers.append(ask(files))
+            done += files
         except VAEServeError as exc:
             match = re.match(r"image (\d+): (.*)", exc.detail)
-            if match and start + int(match[1]) < len(files):
-                exc.detail = f"{files[start + int(match[1])]}: {match[2]}"
-                exc.args = (f"{exc.status} {exc.title}: {exc.detail}",)
-            raise
-    return answers[0].model_copy(update={"results": [result for a in answers for result in a.results]})
+            if exc.status not in (400, 413, 415, 422) or (exc.status in (415, 422) and not match):
+                raise  # about the server, the key, the model or the parameters: not about one file
+            if match and int(match[1]) < len(files):
+                bad = files[int(match[1])]
+                failed.append((bad, f"{exc.status} {exc.title}: {match[2]}"))
+                rest = [f for f in files if f != bad]
+                todo[:0] = [rest] if rest else []
+            elif len(files) > 1:
+                todo[:0] = [[f] for f in files]
+            else:
+                failed.append((files[0], f"{exc.status} {exc.title}: {exc.detail}"))
+    if not answers:
+        return Outcome(None, done, failed)
+    results = [result for a in answers for result in a.results]
+    return Outcome(answers[0].model_copy(update={"results": results}), done, failed)
 
 
 def read_latents(source: str | None, values: Sequence[str]) -> NDArray[np.float64]:

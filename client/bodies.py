@@ -1,11 +1,13 @@
 """Request bodies from what a caller has: image files, encoded image bytes, numpy arrays, latents.
 
     paths or bytes (PNG, JPEG, ...)  ->  multipart/form-data, one file part per image
+    PIL images                       ->  the same, each saved as a PNG
     one numpy array [N, C, H, W]     ->  application/x-npy (numpy.save bytes: compact, exact)
+      or [N, H, W], or one [H, W]
     a list of [C, H, W] arrays       ->  stacked, then application/x-npy
 
 The server converts colour and size to the model's input spec (model/preprocess.py), so
-nothing is decoded here: the client needs neither Pillow nor the model.
+nothing is decoded here; Pillow is imported only to save a PIL image given as one.
 """
 
 from __future__ import annotations
@@ -16,15 +18,18 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 NPY = "application/x-npy"
 
-ImageLike = str | os.PathLike[str] | bytes | NDArray[Any]
-Images = ImageLike | Sequence[ImageLike]
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+ImageLike: TypeAlias = "str | os.PathLike[str] | bytes | NDArray[Any] | PILImage"
+Images: TypeAlias = "ImageLike | Sequence[ImageLike]"
 
 
 @dataclass(frozen=True)
@@ -38,15 +43,24 @@ class Body:
 
 
 def image_body(images: Images) -> Body:
-    """The body for encode, reconstruct and score; an array is a batch, anything else one image each."""
+    """The body for encode, reconstruct and score: arrays as one .npy batch, anything else one file part each."""
     if isinstance(images, np.ndarray):
-        return Body(content=npy_bytes(images), content_type=NPY)
-    items: Sequence[ImageLike] = [images] if isinstance(images, str | bytes | os.PathLike) else images
+        batch = images[None, None] if images.ndim == 2 else images  # one [H, W] image
+        return Body(content=npy_bytes(batch), content_type=NPY)
+    one = isinstance(images, str | bytes | os.PathLike) or _is_pil(images)
+    items: Sequence[ImageLike] = [images] if one else images  # type: ignore[list-item,assignment]
     if not items:
         raise ValueError("no images given")
-    if all(isinstance(item, np.ndarray) for item in items):
+    arrays = [isinstance(item, np.ndarray) for item in items]
+    if all(arrays):
         return Body(content=npy_bytes(np.stack([np.asarray(item) for item in items])), content_type=NPY)
+    if any(arrays):
+        raise TypeError("give arrays on their own (one .npy batch) or files, bytes and PIL images; not a mix")
     return Body(files=[("file", _file_part(item, i)) for i, item in enumerate(items)])
+
+
+def _is_pil(item: object) -> bool:
+    return type(item).__module__.startswith("PIL.") and hasattr(item, "save")
 
 
 def _file_part(item: ImageLike, index: int) -> tuple[str, bytes, str]:
@@ -56,7 +70,11 @@ def _file_part(item: ImageLike, index: int) -> tuple[str, bytes, str]:
         path = Path(item)
         kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return path.name, path.read_bytes(), kind
-    raise TypeError(f"image {index}: expected a path, bytes or an array, got {type(item).__name__}")
+    if _is_pil(item):
+        buffer = io.BytesIO()
+        item.save(buffer, format="PNG")  # type: ignore[union-attr]  # lossless, any mode Pillow can write
+        return f"image-{index}.png", buffer.getvalue(), "image/png"
+    raise TypeError(f"image {index}: expected a path, bytes, a PIL image or an array, got {type(item).__name__}")
 
 
 def npy_bytes(array: NDArray[Any]) -> bytes:

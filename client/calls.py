@@ -7,6 +7,7 @@ parameters mean what the clients' methods document.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -106,6 +107,11 @@ def models() -> Call[r.ModelList]:
     return Call("GET", "/v1/models", _parsed(r.ModelList))
 
 
+def limits() -> Call[r.Limits]:
+    """GET /v1/limits."""
+    return Call("GET", "/v1/limits", _parsed(r.Limits))
+
+
 def model(name: str, version: str | None = None) -> Call[r.ModelDetail]:
     """GET /v1/models/{name}."""
     return Call("GET", f"/v1/models/{quote(name, safe='')}", _parsed(r.ModelDetail), {"version": version})
@@ -189,14 +195,16 @@ class ClientBase:
 
     def __init__(
         self,
-        base_url: str = DEFAULT_URL,
+        base_url: str | None = None,
         *,
         api_key: str | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy = DEFAULT_RETRY,
         auth_header: AuthHeader = "bearer",
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        """`base_url` defaults to $VAESERVE_URL, else http://127.0.0.1:8000; `api_key` to $VAESERVE_API_KEY."""
+        self.base_url = (base_url or os.environ.get("VAESERVE_URL") or DEFAULT_URL).rstrip("/")
+        api_key = api_key if api_key is not None else os.environ.get("VAESERVE_API_KEY") or None
         self.retry = retry
         self._options = http_options(self.base_url, api_key, timeout, auth_header)
         self._connect()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -26,7 +26,7 @@ from typing import get_args
 import click
 
 from client import output
-from client.arguments import image_files, in_batches, model_ref, read_latents
+from client.arguments import A, Outcome, ask_each, image_files, model_ref, plan_requests, read_latents
 from client.calls import DEFAULT_URL
 from client.errors import VAEServeConnectionError, VAEServeError
 from client.local import evaluate, serve, train
@@ -47,6 +47,41 @@ class Remote:
     def client(self, retry: RetryPolicy | None = None) -> VAEClient:
         policy = retry or RetryPolicy(attempts=self.retries + 1)
         return VAEClient(self.url, api_key=self.api_key, timeout=self.timeout, retry=policy)
+
+
+BAD_FILES = 2  # exit status when some files could not be used; the rest are still answered
+
+
+def ask_files(vae: VAEClient, paths: Sequence[Path], batch_size: int, ask: Callable[[list[Path]], A]) -> Outcome[A]:
+    """Every image file of `paths`, asked in requests within the server's limits (GET /v1/limits).
+
+    Skipped directory entries and the files that fail are said on stderr, one line each;
+    the others are answered. A file over the body limit on its own is said before any upload.
+    """
+    files, skipped = image_files(paths)
+    for path, why in skipped:
+        click.echo(f"skipped {path}: {why}", err=True)
+    try:
+        limits = vae.limits()
+        max_images, max_bytes = min(batch_size, limits.max_images_per_request), limits.max_body_bytes
+    except VAEServeError as exc:
+        if exc.status != 404:  # a server older than /v1/limits: send as asked
+            raise
+        max_images, max_bytes = batch_size, sys.maxsize
+    requests, too_big = plan_requests(files, max_images, max_bytes)
+    outcome = ask_each(requests, ask)
+    order = {path: i for i, path in enumerate(files)}
+    outcome.failed = sorted(too_big + outcome.failed, key=lambda failure: order[failure[0]])
+    return outcome
+
+
+def report_failures(outcome: Outcome[A]) -> int:
+    """Each failed file on stderr; BAD_FILES if any failed, else 0."""
+    for path, why in outcome.failed:
+        click.echo(f"error: {path}: {why}", err=True)
+    if outcome.failed:
+        click.echo(f"{len(outcome.failed)} of {len(outcome.failed) + len(outcome.done)} files failed", err=True)
+    return BAD_FILES if outcome.failed else 0
 
 
 MODEL = click.option("-m", "--model", "model", metavar="NAME[:VERSION]", help="the server's default when absent")
@@ -116,16 +151,14 @@ def models(remote: Remote, name: str | None, as_json: bool) -> None:
 @click.pass_obj
 def encode(
     remote: Remote, paths: tuple[Path, ...], sample: bool, seed: int, model: str | None, batch_size: int, as_json: bool
-) -> None:
+) -> int:
     """Encode images to the mean (and log-variance) of q(z|x)."""
-    files = image_files(paths)
     with remote.client() as vae:
-        answer = in_batches(files, batch_size, partial(vae.encode, sample=sample, seed=seed, **model_ref(model)))
-    click.echo(
-        output.as_json(output.with_files(answer.model_dump(mode="json"), files))
-        if as_json
-        else output.encodings(files, answer)
-    )
+        got = ask_files(vae, paths, batch_size, partial(vae.encode, sample=sample, seed=seed, **model_ref(model)))
+    if got.answer is not None:
+        answer, files = got.answer, got.done
+        click.echo(output.json_with_files(answer, files, got.failed) if as_json else output.encodings(files, answer))
+    return report_failures(got)
 
 
 @cli.command()
@@ -199,12 +232,14 @@ def reconstruct(
     seed: int,
     model: str | None,
     batch_size: int,
-) -> None:
+) -> int:
     """Reconstruct images from their posterior mean; write one PNG each, print their scores."""
-    files = image_files(paths)
     with remote.client() as vae:
         ask = partial(vae.reconstruct, importance_samples=importance_samples, seed=seed, **model_ref(model))
-        answer = in_batches(files, batch_size, ask)
+        got = ask_files(vae, paths, batch_size, ask)
+    if got.answer is None:
+        return report_failures(got)
+    answer, files = got.answer, got.done
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for i, (path, png) in enumerate(zip(files, answer.pngs, strict=True)):
@@ -214,6 +249,7 @@ def reconstruct(
         target.write_bytes(png)
         written.append(target)
     click.echo(output.reconstructions(files, written, answer))
+    return report_failures(got)
 
 
 @cli.command()
@@ -246,25 +282,21 @@ def score(
     as_json: bool,
     fail_on_anomaly: bool,
 ) -> int:
-    """Score images for anomalies: score, p-value and decision per image."""
-    files = image_files(paths)
-    ref = model_ref(model)
+    """Score images for anomalies: score, p-value and decision per image.
+
+    Exit status: 0, or 1 with --fail-on-anomaly when an image is an anomaly, or 2 when some
+    files could not be scored (the others still are).
+    """
     with remote.client() as vae:
-        ask = partial(
-            vae.score,
-            score=score_name,
-            false_positive_rate=fpr,
-            importance_samples=importance_samples,
-            seed=seed,
-            **ref,
-        )
-        answer = in_batches(files, batch_size, ask)
-    click.echo(
-        output.as_json(output.with_files(answer.model_dump(mode="json"), files))
-        if as_json
-        else output.scores(files, answer)
-    )
-    return 1 if fail_on_anomaly and bool(answer.is_anomaly.any()) else 0
+        ask = partial(vae.score, score=score_name, false_positive_rate=fpr, importance_samples=importance_samples,
+                      seed=seed, **model_ref(model))  # fmt: skip
+        got = ask_files(vae, paths, batch_size, ask)
+    answer = got.answer
+    if answer is not None:
+        files = got.done
+        click.echo(output.json_with_files(answer, files, got.failed) if as_json else output.scores(files, answer))
+    failed = report_failures(got)
+    return failed or (1 if fail_on_anomaly and answer is not None and bool(answer.is_anomaly.any()) else 0)
 
 
 cli.add_command(serve)

@@ -13,9 +13,8 @@ from typing import IO, Any
 
 import click
 
-# Modules of the `train` extra: missing one means the training install is missing.
-TRAIN_MODULES = {"torch", "onnx", "onnxscript", "mlxtend", "tqdm", "matplotlib"}
-TRAIN_HINT = "install the training extras with: pip install 'vaeserve[train]'"
+OWN_PACKAGES = {"app", "client", "model", "training", "wire", "bench"}
+TRAIN_HINT = "install them with: pip install 'vaeserve[train]'"
 PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
 
 
@@ -33,10 +32,12 @@ def _entry_point(module: str, what: str) -> Callable[[list[str]], int]:
         main: Callable[[list[str]], int] = importlib.import_module(module).main
     except ModuleNotFoundError as exc:
         missing = (exc.name or "").split(".")[0]
-        if missing in TRAIN_MODULES:
-            raise MissingExtraError(f"{what} needs {missing}, which is not installed; {TRAIN_HINT}") from None
         if exc.name and module.startswith(exc.name):
             raise MissingExtraError(f"{what} is not available: this installation has no {module}") from None
+        if missing and missing not in OWN_PACKAGES:  # a library of the `train` extra (torch, onnx, sklearn...)
+            raise MissingExtraError(
+                f"{what} needs the training extras, which are not installed (no module {missing}); {TRAIN_HINT}"
+            ) from None
         raise
     return main
 

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from client import results as r
 
 
@@ -23,8 +25,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence
 
 
 def number(value: float) -> str:
-    """Two decimals, or three significant digits for small values (pixel MSE)."""
-    return f"{value:.2f}" if abs(value) >= 0.1 or value == 0 else f"{value:.3g}"
+    """Six significant digits: enough to tell a score from a threshold it is close to."""
+    return f"{value:.6g}"
 
 
 def vector(values: Sequence[float]) -> str:
@@ -35,9 +37,13 @@ def as_json(payload: Any) -> str:
     return json.dumps(payload, indent=2)
 
 
-def with_files(answer: dict[str, Any], files: Sequence[Path]) -> dict[str, Any]:
-    """An answer's JSON with each result's file name next to it."""
-    return {**answer, "results": [{"file": str(f), **res} for f, res in zip(files, answer["results"], strict=True)]}
+def json_with_files(answer: BaseModel, files: Sequence[Path], failed: Sequence[tuple[Path, str]] = ()) -> str:
+    """An answer as JSON with each result's file name next to it, and the files that failed, if any."""
+    payload = answer.model_dump(mode="json")
+    payload["results"] = [{"file": str(f), **res} for f, res in zip(files, payload["results"], strict=True)]
+    if failed:
+        payload["failed"] = [{"file": str(f), "error": why} for f, why in failed]
+    return as_json(payload)
 
 
 def encodings(files: Sequence[Path], answer: r.Encoding) -> str:
@@ -57,7 +63,7 @@ def scores(files: Sequence[Path], answer: r.Scores) -> str:
         [
             str(f),
             number(res.score),
-            "-" if res.p_value is None else f"{res.p_value:.3f}",
+            "-" if res.p_value is None else f"{res.p_value:.3g}",
             {True: "ANOMALY", False: "no", None: "-"}[res.is_anomaly],
         ]
         for f, res in zip(files, answer.results, strict=True)
@@ -67,7 +73,7 @@ def scores(files: Sequence[Path], answer: r.Scores) -> str:
 
 def reconstructions(files: Sequence[Path], written: Sequence[Path], answer: r.Reconstruction) -> str:
     rows = [
-        [str(f), str(out), f"{res.scores.neg_elbo:.2f}", number(res.scores.mse)]
+        [str(f), str(out), number(res.scores.neg_elbo), number(res.scores.mse)]
         for f, out, res in zip(files, written, answer.results, strict=True)
     ]
     return table(["file", "reconstruction", "neg_elbo", "mse"], rows, right=[2, 3])
@@ -85,7 +91,7 @@ def models(answer: r.ModelList) -> str:
                 str(m.latent_dim),
                 m.likelihood,
                 "-" if test is None else f"{test.neg_elbo:.2f}",
-                "-" if cal is None else f"{cal.score} > {cal.threshold:.2f} (FPR {cal.false_positive_rate:g})",
+                "-" if cal is None else f"{cal.score} > {number(cal.threshold)} (FPR {cal.false_positive_rate:g})",
             ]
         )
     headers = ["model (* default)", "input", "latent", "likelihood", "test neg_elbo", "anomaly when"]

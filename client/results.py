@@ -20,6 +20,7 @@ Readiness = s.Readiness
 ModelList = s.ModelList
 ModelSummary = s.ModelSummary
 ModelDetail = s.ModelDetail
+Limits = s.Limits
 
 T = TypeVar("T")
 

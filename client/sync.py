@@ -73,6 +73,10 @@ class VAEClient(ClientBase):
         """GET /v1/models: the loaded models, their metrics and calibration."""
         return self._run(calls.models())
 
+    def limits(self) -> r.Limits:
+        """GET /v1/limits: what one request may ask (body bytes, images, pixels, samples, K)."""
+        return self._run(calls.limits())
+
     def model(self, name: str, version: str | None = None) -> r.ModelDetail:
         """GET /v1/models/{name}: one model (its highest version unless `version` is given)."""
         return self._run(calls.model(name, version))

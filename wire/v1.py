@@ -159,6 +159,16 @@ class ModelList(_Out):
     models: list[ModelSummary]
 
 
+class Limits(_Out):
+    """What one request may ask of this server; each is the VAESERVE_ setting of the same name."""
+
+    max_body_bytes: int = Field(examples=[16777216], description="bytes per request body")
+    max_images_per_request: int = Field(examples=[256])
+    max_pixels_per_image: int = Field(examples=[16777216], description="decoded pixels per image")
+    max_samples: int = Field(examples=[256], description="n for GET /v1/samples")
+    max_importance_samples: int = Field(examples=[5000], description="K for scores")
+
+
 class Health(_Out):
     status: str = Field(examples=["ok"])
 

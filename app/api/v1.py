@@ -252,6 +252,12 @@ def _run(scored: Scored) -> dict[str, int]:
     return {"importance_samples": scored.importance_samples, "seed": scored.seed}
 
 
+@router.get("/limits", summary="What one request may ask of this server", response_model=s.Limits)
+async def get_limits(settings: SettingsDep) -> s.Limits:
+    """The VAESERVE_ limits: clients split their uploads to fit them."""
+    return s.Limits.model_validate(settings.model_dump(include=set(s.Limits.model_fields)))
+
+
 def _summary(model: LoadedModel, default: bool) -> dict[str, Any]:
     m = model.manifest
     cal = m.calibration

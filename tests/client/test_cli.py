@@ -10,10 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
-from bench.harness import free_port, without_settings
+from bench.harness import PORT, free_port, serve, without_settings
+from client import VAEClient
 from client.output import number
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,7 +120,7 @@ def test_score_a_table_json_and_the_exit_code(vaeserve, digit_files: list[Path],
     assert table[1].split() == ["file", "score", "p-value", "anomaly"]
     for line, path, res in zip(table[2:], digit_files, expected["results"], strict=True):
         decision = "ANOMALY" if res["is_anomaly"] else "no"
-        assert line.split() == [str(path), number(res["score"]), f"{res['p_value']:.3f}", decision]
+        assert line.split() == [str(path), number(res["score"]), f"{res['p_value']:.3g}", decision]
     # A directory stands for its images; three a request gives the same numbers as four.
     answer = json.loads(vaeserve("score", str(digit_files[0].parent), "--json", "--batch-size", "3").stdout)
     assert [res.pop("file") for res in answer["results"]] == [str(f) for f in digit_files]
@@ -137,8 +140,6 @@ def test_errors_are_one_line_on_stderr(vaeserve, digit_files: list[Path], tmp_pa
     port = free_port()  # nothing listens there
     cases = [
         (["encode", "-m", "nope", str(digit_files[0])], 1, "error: 404 Model not found: no model named 'nope'\n"),
-        (["score", str(digit_files[0]), str(tmp_path / "broken.png")], 1,
-         f"error: 400 Invalid image: {tmp_path / 'broken.png'}: not a decodable image\n"),
         (["--url", f"http://127.0.0.1:{port}", "--retries", "0", "models"], 1,
          f"error: cannot reach http://127.0.0.1:{port}: connection refused or host unreachable; is the server running? (--url or VAESERVE_URL)\n"),
         (["sample", "-n", "2"], 2, "Error: give -o grid.png (or -o - for stdout), or --json\n"),
@@ -152,6 +153,50 @@ def test_errors_are_one_line_on_stderr(vaeserve, digit_files: list[Path], tmp_pa
     missing = vaeserve("encode", "no-such.png")
     assert missing.returncode == 2 and b"Path 'no-such.png' does not exist" in missing.stderr
     assert sorted(os.listdir(tmp_path)) == ["broken.png", "digits"]  # nothing written on failure
+
+
+def test_a_bad_file_fails_alone_and_the_run_says_so_at_the_end(
+    vaeserve, digit_files: list[Path], tmp_path: Path
+) -> None:
+    folder = digit_files[0].parent
+    (folder / "broken.png").write_bytes(b"not a png")
+    (folder / "notes.txt").write_text("not an image")
+    done = vaeserve("score", str(folder))
+    assert done.returncode == 2  # some files failed: the others are still scored, then the run says which
+    lines = done.stdout.decode().splitlines()
+    assert [line.split()[0] for line in lines[2:]] == [str(f) for f in digit_files]  # broken.png sorts first
+    assert done.stderr.decode().splitlines() == [
+        f"skipped {folder / 'notes.txt'}: not an image file name (.bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp)",
+        f"error: {folder / 'broken.png'}: 400 Invalid image: not a decodable image",
+        "1 of 5 files failed",
+    ]
+    answer = json.loads(vaeserve("encode", str(folder), "--json").stdout)
+    assert answer["failed"] == [
+        {"file": str(folder / "broken.png"), "error": "400 Invalid image: not a decodable image"}
+    ]
+    assert [res["file"] for res in answer["results"]] == [str(f) for f in digit_files]
+
+
+def test_uploads_are_split_to_fit_the_servers_limits(repository: Path, digit_files: list[Path], tmp_path: Path) -> None:
+    big = digit_files[0].parent / "big.png"
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
+    Image.fromarray(noise).save(big)  # about 4 KB of incompressible pixels
+    argv = [sys.executable, "-m", "app", "--repository", str(repository), "--port", PORT, "--default-model", "digits:1",
+            "--log-level", "warning"]  # fmt: skip
+    env = without_settings(VAESERVE_MAX_BODY_BYTES="2048", VAESERVE_MAX_IMAGES_PER_REQUEST="3")
+    with serve(argv, env=env) as live:
+        run_env = without_settings(VAESERVE_URL=live.url, PYTHONPATH=str(ROOT))
+        done = subprocess.run([sys.executable, "-m", "client", "score", str(big.parent), "--json"], cwd=tmp_path,
+                              env=run_env, capture_output=True, timeout=60)  # fmt: skip
+        with VAEClient(live.url) as vae:
+            alone = [vae.score(f).results[0].score for f in digit_files]
+    assert done.returncode == 2
+    answer = json.loads(done.stdout)
+    assert [res["file"] for res in answer["results"]] == [str(f) for f in digit_files]
+    assert [res["score"] for res in answer["results"]] == alone  # two requests (3 + 1 files), the same numbers
+    size = big.stat().st_size
+    assert answer["failed"] == [{"file": str(big), "error": f"{size} bytes is over the server's limit of 2048 bytes "
+                                                            "per request (VAESERVE_MAX_BODY_BYTES)"}]  # fmt: skip
 
 
 def test_health_waits_for_a_server_as_long_as_asked(vaeserve) -> None:

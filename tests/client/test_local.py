@@ -48,7 +48,7 @@ def test_train_without_torch_says_what_to_install() -> None:
     assert done.returncode == 2
     assert (
         done.stderr
-        == "error: vaeserve train needs torch, which is not installed; install the training extras with: pip install 'vaeserve[train]'\n"
+        == "error: vaeserve train needs the training extras, which are not installed (no module torch); install them with: pip install 'vaeserve[train]'\n"
     )
 
 
@@ -88,5 +88,9 @@ def test_the_console_script_in_a_serving_install_without_torch(
     assert run("sample", "-n", "4", "-o", "grid.png").returncode == 0 and (
         tmp_path / "grid.png"
     ).read_bytes().startswith(b"\x89PNG")
-    train = run("train", "--help")
-    assert train.returncode == 2 and "pip install 'vaeserve[train]'" in train.stderr
+    for command in ("train", "evaluate"):  # one line and exit 2, even for --help
+        done = run(command, "--help")
+        assert done.returncode == 2 and done.stdout == "", done.stderr
+        assert done.stderr.startswith(f"error: vaeserve {command} needs the training extras, which are not installed")
+        assert done.stderr.endswith("; install them with: pip install 'vaeserve[train]'\n")
+        assert done.stderr.count("\n") == 1

@@ -56,6 +56,21 @@ def test_encode_paths_bytes_and_arrays(vae: VAEClient, in_process: TestClient, d
     np.testing.assert_array_equal(drawn.z, np.float32([res["z"] for res in same["results"]]))
 
 
+def test_pil_images_and_one_2d_array_are_images_too(
+    vae: VAEClient, digit_files: list[Path], digit_arrays: np.ndarray
+) -> None:
+    from PIL import Image
+
+    by_path = vae.encode(digit_files)
+    with Image.open(digit_files[0]) as first, Image.open(digit_files[1]) as second:
+        np.testing.assert_array_equal(vae.encode(first).mean, by_path.mean[:1])  # one PIL image
+        np.testing.assert_array_equal(vae.encode([first, second, digit_files[2]]).mean, by_path.mean[:3])
+        with pytest.raises(TypeError, match="not a mix"):
+            vae.encode([first, digit_arrays[0]])
+    np.testing.assert_allclose(vae.encode(digit_arrays[0, 0]).mean, by_path.mean[:1], atol=1e-6)  # one [H, W] array
+    assert vae.limits().max_images_per_request == 8
+
+
 def test_score_with_every_option(vae: VAEClient, in_process: TestClient, digit_files: list[Path],
                                  digit_pngs: list[bytes]) -> None:  # fmt: skip
     query = "score=iwae_nll&false_positive_rate=0.2&importance_samples=8&seed=5&model=digits&version=2"
@@ -132,5 +147,5 @@ def test_bad_arguments_fail_before_sending(vae: VAEClient) -> None:
         vae.encode([])
     with pytest.raises(ValueError, match=r"latents must be \[N, latent_dim\] values, got shape \(1, 2, 2\)"):
         vae.decode(np.zeros((1, 2, 2)))
-    with pytest.raises(TypeError, match="image 0: expected a path, bytes or an array, got int"):
+    with pytest.raises(TypeError, match="image 0: expected a path, bytes, a PIL image or an array, got int"):
         vae.encode([3])  # type: ignore[list-item]

@@ -30,3 +30,9 @@ def test_wire_imports_only_pydantic() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     loaded = set(json.loads(done.stdout))
     assert not loaded & {"app", "model", "client", "training", "numpy", "fastapi", "onnxruntime", "torch"}
+
+
+def test_the_limits_a_client_reads_are_settings() -> None:
+    from app.settings import Settings
+
+    assert set(v1.Limits.model_fields) <= set(Settings.model_fields)
