@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from app.api import admin, health, metrics, v1, v2
 from app.api.middleware import RequestMiddleware
@@ -57,7 +58,9 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         serving, app.state.registry = app.state.registry, None
         await serving.stop_batching()
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI and ReDoc served from the fastapi-offline package, not
+    # from a CDN: a model server often runs where the internet is not.
+    app = FastAPIOffline(
         title="vaeserve",
         version=_version(),
         summary="A variational autoencoder over HTTP: encode, decode, sample, reconstruct, score.",

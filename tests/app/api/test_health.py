@@ -94,3 +94,15 @@ def test_two_bundles_claiming_one_name_and_version_stop_start_up(repository: Pat
     ):
         assert c.get("/readyz").json()["models"] == ["digits:1", "digits:2", "other:1"]
     assert f"{repo / 'copy' / '1'} is served as digits:1" in caplog.text
+
+
+def test_the_docs_pages_need_no_internet(client: TestClient) -> None:
+    """Swagger UI and ReDoc load their scripts from this server (fastapi-offline), never from a CDN."""
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css|png))"', html)
+        assert assets and all(a.startswith("/") for a in assets), (page, assets)
+        for asset in assets:
+            served = client.get(asset)
+            assert served.status_code == 200 and len(served.content) > 1000, asset
+    assert "cdn" not in client.get("/docs").text.lower()
