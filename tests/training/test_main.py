@@ -70,11 +70,17 @@ def test_resume_gives_the_uninterrupted_result(bundle: Bundle, digits_npz: Path,
     assert resumed.files["decoder.onnx"].sha256 == bundle.manifest.files["decoder.onnx"].sha256
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_keeps_a_checkpoint_and_writes_no_bundle(digits_npz: Path, tmp_path: Path) -> None:
     out, run_dir = tmp_path / "m" / "1", tmp_path / "run"
     cmd = [sys.executable, "-m", "training", "--data", str(digits_npz), "--epochs", "500", "--out", str(out),
            "--run-dir", str(run_dir), "--name", "digits", *TINY_ARGS]  # fmt: skip
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    # A runner started in the background (`make test &`, nohup, CI) hands its children SIGINT
+    # ignored: give the child the default disposition, as a terminal's Ctrl-C would find it.
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 120
     while not (run_dir / "checkpoint.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
