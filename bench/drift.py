@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -58,8 +59,10 @@ def measure(bundle: Path, repeats: int) -> dict[str, Any]:
                          "ratio_to_encode": round(ms / encode_ms, 3)})  # fmt: skip
             print(f"window {window:4d}  permutations {permutations:5d}  drift {ms:7.1f} ms  "
                   f"encode {encode_ms:7.1f} ms  ratio {ms / encode_ms:.2f}")  # fmt: skip
+    manifest = runtime.manifest
     return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.machine(),
-            "bundle": str(bundle), "repeats": repeats, "rows": rows}  # fmt: skip
+            "load_average_1m": round(os.getloadavg()[0], 2),  # the machine is shared: ratios hold, ms vary
+            "model": f"{manifest.name}:{manifest.version}", "repeats": repeats, "rows": rows}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
