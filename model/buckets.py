@@ -21,7 +21,7 @@ from model.decision import UncalibratedScoreError
 
 # Quantiles of the calibration (held-out normal) scores that become edges.
 SCORE_QUANTILES = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
-TAIL_STEPS = 10  # edges above q99 at q99 + (q99 - q50) * 2^k, k = 0..9: room for anomalies' scores (noise: ~30x)
+TAIL_STEPS = 10  # edges above q99 at q99 + (q99 - q50) * 2^k, k = 0..9: up to 512 spreads, where noise lands
 
 # Conformal p-values are in [1/(n+1), 1]: fine steps at the small ones that decide.
 P_VALUE_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
