@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 MODEL_OUT ?= model/zoo/mnist-vae/1
 
-.PHONY: setup serve dev test lint smoke model quality clean
+.PHONY: setup serve dev test lint monitoring-tools smoke model quality clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,14 @@ lint: dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+monitoring-tools:  ## Debian's prometheus package (prometheus, promtool) for tests/monitoring: installed when missing, as root
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's prometheus package (promtool and a real Prometheus for the tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	else echo "prometheus and promtool are missing and this is not root: the tests that need them skip (apt-get install prometheus)"; fi
+
+test: lint monitoring-tools
 	$(BIN)/python -m pytest
 
 smoke: dev  ## build the Docker image in a real engine and check it (starts dockerd; see docker/smoke.sh)

@@ -23,7 +23,7 @@ from typing import IO
 import httpx2 as httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-PORT = "{port}"  # in an argv: replaced by the free port chosen at start
+PORT = "{port}"  # in an argv, alone or inside an argument: replaced by the free port chosen at start
 
 
 @dataclass(frozen=True)
@@ -52,13 +52,13 @@ def serve(
     cwd: Path = ROOT,
     timeout_s: float = 60.0,
 ) -> Iterator[Live]:
-    """Start `argv` (with PORT replaced), wait for a 200 from `ready_path`, stop it at the end.
+    """Start `argv` (with PORT replaced in every argument), wait for a 200 from `ready_path`, stop it at the end.
 
     A server that exits or is not ready in time raises RuntimeError with its log's tail.
     """
     port = str(free_port())
     url = f"http://127.0.0.1:{port}"
-    command = [port if arg == PORT else arg for arg in argv]
+    command = [arg.replace(PORT, port) for arg in argv]  # "--web.listen-address=127.0.0.1:{port}" too
     with tempfile.TemporaryFile() as log:
         started = time.perf_counter()
         proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -9,13 +9,19 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
+MONITORING = DOCKER / "monitoring"
 ROOT = DOCKER.parent
 K8S_VERSION = "1.30.0"
+# From the Prometheus Operator's PodMonitor CRD (monitoring.coreos.com/v1): fields we may use, and its Duration pattern.
+POD_MONITOR_FIELDS = {"selector", "podMetricsEndpoints", "namespaceSelector", "jobLabel", "podTargetLabels"}
+ENDPOINT_FIELDS = {"port", "path", "interval", "scrapeTimeout", "scheme", "honorLabels", "relabelings"}
+DURATION = re.compile(r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$")
 
 
 def _k8s_documents() -> list[tuple[str, dict]]:
@@ -60,8 +66,70 @@ def test_compose_and_prometheus() -> None:
     assert service["build"]["args"]["BASE_IMAGE"] == "python:3.11-slim"
     assert all(port.startswith("127.0.0.1:") for port in service["ports"])
     assert compose["services"]["prometheus"]["profiles"] == ["monitoring"]
-    scrape = yaml.safe_load((DOCKER / "prometheus.yml").read_text())["scrape_configs"][0]
+    prometheus = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    scrape = prometheus["scrape_configs"][0]
     assert scrape["metrics_path"] == "/metrics" and scrape["static_configs"][0]["targets"] == ["vaeserve:8000"]
+
+
+def _mounts(service: dict) -> dict[str, Path]:
+    """Container path -> host path (relative to docker/) of a Compose service's read-only bind mounts."""
+    mounts = {}
+    for volume in service["volumes"]:
+        host, container, mode = volume.split(":")
+        assert mode == "ro" and (DOCKER / host).exists(), volume
+        mounts[container] = (DOCKER / host).resolve()
+    return mounts
+
+
+def test_compose_monitoring_profile_runs_prometheus_with_the_rules_and_grafana_with_the_dashboard() -> None:
+    services = yaml.safe_load((DOCKER / "compose.yaml").read_text())["services"]
+    prometheus, grafana = services["prometheus"], services["grafana"]
+    assert prometheus["profiles"] == grafana["profiles"] == ["monitoring"]
+    assert all(port.startswith("127.0.0.1:") for port in prometheus["ports"] + grafana["ports"])
+    mounts = _mounts(prometheus)
+    assert mounts["/etc/prometheus/prometheus.yml"] == MONITORING / "prometheus.yml"
+    assert mounts["/etc/prometheus/rules"] == MONITORING / "rules"
+    rule_files = yaml.safe_load((MONITORING / "prometheus.yml").read_text())["rule_files"]
+    assert rule_files == ["rules/*.yml"]  # relative to the config: /etc/prometheus/rules in the container
+    mounts = _mounts(grafana)
+    provisioning = mounts["/etc/grafana/provisioning"]
+    datasource = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"][0]
+    assert datasource["type"] == "prometheus" and datasource["url"] == "http://prometheus:9090"
+    provider = yaml.safe_load((provisioning / "dashboards" / "vaeserve.yml").read_text())["providers"][0]
+    dashboards = mounts[provider["options"]["path"]]
+    assert dashboards == MONITORING / "grafana" / "dashboards"
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(provider["options"]["path"] + "/")
+    assert json.loads((dashboards / Path(home).name).read_text())["uid"] == "vaeserve"
+
+
+def test_pod_monitor_scrapes_the_deployments_pods() -> None:
+    """The Operator's CRDs are not in kubernetes-validate: validate its metadata and selector as
+    Kubernetes' own types (ObjectMeta, LabelSelector), its fields against the PodMonitor CRD's
+    names and duration pattern, and its wiring to docker/k8s and the app's routes."""
+    monitor = yaml.safe_load((MONITORING / "k8s" / "podmonitor.yaml").read_text())
+    assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "PodMonitor")
+    meta = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": monitor["metadata"]}
+    kubernetes_validate.validate(meta, K8S_VERSION, strict=True)
+    selector = monitor["spec"]["selector"]
+    policy = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "check"},
+              "spec": {"podSelector": selector}}  # fmt: skip
+    kubernetes_validate.validate(policy, K8S_VERSION, strict=True)
+    assert set(monitor["spec"]) <= POD_MONITOR_FIELDS
+    docs = {doc["kind"]: doc for _, doc in _k8s_documents()}
+    pod = docs["Deployment"]["spec"]["template"]
+    ports = {p["name"] for c in pod["spec"]["containers"] for p in c["ports"]}
+    for endpoint in monitor["spec"]["podMetricsEndpoints"]:
+        assert set(endpoint) <= ENDPOINT_FIELDS
+        assert DURATION.match(endpoint["interval"]) and DURATION.match(endpoint["scrapeTimeout"])
+        assert endpoint["port"] in ports
+        with TestClient(create_app(Settings())) as client:  # the path serves Prometheus text
+            scraped = client.get(endpoint["path"])
+        assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain; version=")
+        assert "# TYPE vaeserve_requests_in_flight gauge" in scraped.text
+    assert selector["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert docs["ConfigMap"]["data"]["VAESERVE_WORKERS"] == "1"  # one process per scraped pod
+    assert "podmonitor.yaml" not in (DOCKER / "k8s" / "kustomization.yaml").read_text()  # needs the Operator
 
 
 def test_dockerfile_contract() -> None:
