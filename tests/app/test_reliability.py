@@ -57,14 +57,14 @@ def test_reload_under_load_fails_no_request(repository: Path, tmp_path: Path) ->
 
 def test_sigterm_drains_in_flight_requests_and_exits_0(repository: Path) -> None:
     slow = Call(
-        "POST", "/v1/score?importance_samples=3000", True, content=digit_png(), headers={"content-type": "image/png"}
+        "POST", "/v1/score?importance_samples=1000", True, content=digit_png(), headers={"content-type": "image/png"}
     )
 
     async def scenario(url: str, proc) -> tuple[list[int], int, bool]:
-        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        async with httpx.AsyncClient(base_url=url, timeout=300) as client:
             tasks = [
                 asyncio.ensure_future(client.post(slow.path, content=slow.content, headers=slow.headers))
-                for _ in range(24)
+                for _ in range(12)
             ]
             await asyncio.sleep(0.3)  # all sent; most still being computed
             in_flight = sum(not t.done() for t in tasks)
@@ -78,11 +78,13 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(repository: Path) -> None
         codes = [a.status_code if isinstance(a, httpx.Response) else repr(a) for a in answers]
         return codes, in_flight, refused
 
-    with server(repository) as (url, proc):
+    # A deadline far away: on a loaded machine the work may take longer than the default 30 s,
+    # and a 504 would say nothing about draining.
+    with server(repository, {"VAESERVE_REQUEST_TIMEOUT_S": "300"}) as (url, proc):
         codes, in_flight, refused = asyncio.run(scenario(url, proc))
-        exit_code = proc.wait(timeout=60)
+        exit_code = proc.wait(timeout=300)
     assert in_flight > 0  # SIGTERM did arrive while requests were in flight
-    assert codes == [200] * 24  # none was cut off
+    assert codes == [200] * 12  # none was cut off
     assert exit_code == 0 and refused  # then it exited cleanly and stopped accepting
 
 
