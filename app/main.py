@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.api import admin, health, metrics, v1, v2
+from app.api import admin, health, latent_space, metrics, v1, v2
 from app.api.middleware import RequestMiddleware
 from app.api.security import require_api_key
 from app.errors import ErrorRenderers, install_handlers
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         (health.router, True),
         (metrics.router, not settings.metrics_need_key),
         (v1.router, False),
+        (latent_space.router, False),
         (v2.health_router, True),
         (v2.router, False),
         (admin.router, False),
