@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.api import admin, health, latent_space, metrics, v1, v2
+from app.api import admin, health, latent_space, metrics, playground, v1, v2
 from app.api.middleware import RequestMiddleware
 from app.api.security import require_api_key
 from app.errors import ErrorRenderers, install_handlers
@@ -85,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ]
     for router, is_open in routers:
         app.include_router(router, dependencies=[] if is_open else key)
+    if settings.playground:
+        playground.mount(app)  # static files only: the page asks the API above, with the user's key
     return app
 
 
