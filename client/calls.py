@@ -208,8 +208,7 @@ def interpolate_strip(
     version: str | None = None,
 ) -> Call[bytes]:
     """POST /v1/interpolate, a PNG strip."""
-    params = {"steps": steps, "method": method, "format": "png", "model": model, "version": version}
-    return Call("POST", "/v1/interpolate", _content, params, codes_body(images, latents), accept=PNG)
+    return _png(interpolate(images, latents=latents, steps=steps, method=method, model=model, version=version))
 
 
 def traverse(
@@ -241,9 +240,13 @@ def traverse_grid(
     version: str | None = None,
 ) -> Call[bytes]:
     """POST /v1/traverse, a PNG grid."""
-    params = {"dimensions": None if dimensions is None else list(dimensions), "low": low, "high": high,
-              "steps": steps, "format": "png", "model": model, "version": version}  # fmt: skip
-    return Call("POST", "/v1/traverse", _content, params, codes_body(image, latent), accept=PNG)
+    return _png(traverse(image, latent=latent, dimensions=dimensions, low=low, high=high, steps=steps, model=model,
+                         version=version))  # fmt: skip
+
+
+def _png(call: Call[Any]) -> Call[bytes]:
+    """The same request, answered with one PNG (format=png) instead of JSON."""
+    return Call(call.method, call.path, _content, {**call.params, "format": "png"}, call.body, accept=PNG)
 
 
 class ClientBase:
