@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 MODEL_OUT ?= model/zoo/mnist-vae/1
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup serve dev test lint monitoring-tools smoke model quality clean
+.PHONY: setup serve dev chromium test lint monitoring-tools smoke model quality screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +38,17 @@ monitoring-tools:  ## Debian's prometheus package (prometheus, promtool) for tes
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	else echo "prometheus and promtool are missing and this is not root: the tests that need them skip (apt-get install prometheus)"; fi
 
-test: lint monitoring-tools
+
+chromium:  ## Debian's chromium, which the playground's browser tests drive (installed with apt-get as root when missing)
+	@test -x $(CHROMIUM) || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || { echo "the browser tests need $(CHROMIUM): apt-get install chromium (as root)" >&2; exit 1; }
+
+test: lint monitoring-tools chromium
 	$(BIN)/python -m pytest
+
+screenshots: dev chromium  ## docs/img/playground-*.png from a real run of the playground on the shipped model
+	$(BIN)/python -m tests.app.playground.screenshots docs/img
 
 smoke: dev  ## build the Docker image in a real engine and check it (starts dockerd; see docker/smoke.sh)
 	PY=$(BIN)/python bash docker/smoke.sh

@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
-from app.api import admin, health, metrics, v1, v2
+from app.api import admin, health, latent_space, metrics, playground, v1, v2
 from app.api.middleware import RequestMiddleware
 from app.api.security import require_api_key
 from app.errors import ErrorRenderers, install_handlers
@@ -82,12 +82,15 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         (health.router, True),
         (metrics.router, not settings.metrics_need_key),
         (v1.router, False),
+        (latent_space.router, False),
         (v2.health_router, True),
         (v2.router, False),
         (admin.router, False),
     ]
     for router, is_open in routers:
         app.include_router(router, dependencies=[] if is_open else key)
+    if settings.playground:
+        playground.mount(app)  # static files only: the page asks the API above, with the user's key
     return app
 
 

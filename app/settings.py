@@ -45,12 +45,17 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0)  # a request still unanswered after this gets 504
     max_concurrent_requests: int = Field(256, ge=1)  # in flight at once; more get 503 at once
     log_format: Literal["auto", "json", "text"] = "auto"  # auto: text on a terminal, JSON lines otherwise
+    playground: bool = True  # GET /playground: the page that draws, scores, samples and explores; off: 404
 
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_images_per_request: int = Field(256, ge=1)
     max_pixels_per_image: int = Field(4096 * 4096, ge=1)
     max_samples: int = Field(256, ge=1)  # n for GET /v1/samples
     max_importance_samples: int = Field(5000, ge=1)  # K for scores
+    max_interpolation_steps: int = Field(64, ge=2)  # images along one path of POST /v1/interpolate
+    max_traversal_dimensions: int = Field(16, ge=1)  # dimensions swept by one POST /v1/traverse
+    max_traversal_steps: int = Field(32, ge=1)  # values per swept dimension
+    max_traversal_range: float = Field(10.0, gt=0)  # |value| of a sweep, in prior standard deviations
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

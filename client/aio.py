@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Literal, TypeVar
 
@@ -22,7 +23,7 @@ from client import results as r
 from client.bodies import Images
 from client.calls import Call, ClientBase
 from client.retry import Attempts
-from wire.v1 import ScoreName
+from wire.v1 import PathMethod, ScoreName
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -129,4 +130,40 @@ class AsyncVAEClient(ClientBase):
         """Anomaly scores: all scores, the decision score (`.values`), its threshold, p-values and decisions."""
         call = calls.score(images, score=score, false_positive_rate=false_positive_rate,
                            importance_samples=importance_samples, seed=seed, model=model, version=version)  # fmt: skip
+        return await self._run(call)
+
+    async def interpolate(
+        self, images: Images | None = None, *, latents: ArrayLike | None = None, steps: int = 8,
+        method: PathMethod = "slerp", model: str | None = None, version: str | None = None,
+    ) -> r.Interpolation:  # fmt: skip
+        """`steps` images on the path between two images' posterior means (or two `latents`): `.pngs`, `.z`."""
+        call = calls.interpolate(images, latents=latents, steps=steps, method=method, model=model, version=version)
+        return await self._run(call)
+
+    async def interpolate_strip(
+        self, images: Images | None = None, *, latents: ArrayLike | None = None, steps: int = 8,
+        method: PathMethod = "slerp", model: str | None = None, version: str | None = None,
+    ) -> bytes:  # fmt: skip
+        """The same path as one PNG strip, start on the left."""
+        call = calls.interpolate_strip(images, latents=latents, steps=steps, method=method, model=model,
+                                       version=version)  # fmt: skip
+        return await self._run(call)
+
+    async def traverse(
+        self, image: Images | None = None, *, latent: ArrayLike | None = None, dimensions: Sequence[int] | None = None,
+        low: float = -3.0, high: float = 3.0, steps: int = 7, model: str | None = None, version: str | None = None,
+    ) -> r.Traversal:  # fmt: skip
+        """Sweep `dimensions` (the most active when None) of one image's posterior mean (or `latent`) from
+        `low` to `high` prior standard deviations: per dimension `.pngs[i]`, and `.z` (dimensions, steps, D)."""
+        call = calls.traverse(image, latent=latent, dimensions=dimensions, low=low, high=high, steps=steps,
+                              model=model, version=version)  # fmt: skip
+        return await self._run(call)
+
+    async def traverse_grid(
+        self, image: Images | None = None, *, latent: ArrayLike | None = None, dimensions: Sequence[int] | None = None,
+        low: float = -3.0, high: float = 3.0, steps: int = 7, model: str | None = None, version: str | None = None,
+    ) -> bytes:  # fmt: skip
+        """The same sweep as one PNG grid: a row per dimension, a column per value."""
+        call = calls.traverse_grid(image, latent=latent, dimensions=dimensions, low=low, high=high, steps=steps,
+                                   model=model, version=version)  # fmt: skip
         return await self._run(call)

@@ -38,6 +38,13 @@ class ModelRef(TypedDict):
     version: str | None
 
 
+class Codes(TypedDict):
+    """What interpolate and traverse start from: image files, or latents."""
+
+    images: list[Path] | None
+    latents: NDArray[np.float64] | None
+
+
 def model_ref(value: str | None) -> ModelRef:
     """`name` or `name:version` -> {"model": name, "version": version}; the server's default when empty."""
     name, _, version = (value or "").partition(":")

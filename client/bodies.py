@@ -83,11 +83,20 @@ def npy_bytes(array: NDArray[Any]) -> bytes:
     return buffer.getvalue()
 
 
-def latents_json(latents: ArrayLike, fmt: str) -> Body:
-    """The body of /v1/decode: [N, D] latents (one [D] latent is one row)."""
+def latents_json(latents: ArrayLike, fmt: str | None = None) -> Body:
+    """{"latents": [N, D] values} (one [D] latent is one row), with /v1/decode's `format` when given."""
     z = np.asarray(latents, dtype=np.float64)
     if z.ndim == 1:
         z = z[None]
     if z.ndim != 2 or z.size == 0:
         raise ValueError(f"latents must be [N, latent_dim] values, got shape {z.shape}")
-    return Body(json={"latents": z.tolist(), "format": fmt})
+    return Body(json={"latents": z.tolist()} | ({"format": fmt} if fmt else {}))
+
+
+def codes_body(images: Images | None, latents: ArrayLike | None) -> Body:
+    """The body of /v1/interpolate and /v1/traverse: images as for encode, or latents as JSON."""
+    if images is not None and latents is None:
+        return image_body(images)
+    if latents is not None and images is None:
+        return latents_json(latents)
+    raise ValueError("give images or latents, one of the two")

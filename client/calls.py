@@ -8,7 +8,7 @@ parameters mean what the clients' methods document.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Generic, Literal, TypeVar
@@ -19,10 +19,10 @@ from numpy.typing import ArrayLike
 from pydantic import BaseModel
 
 from client import results as r
-from client.bodies import Body, Images, image_body, latents_json
+from client.bodies import Body, Images, codes_body, image_body, latents_json
 from client.errors import connection_error, error_from_response
 from client.retry import DEFAULT_RETRY, RetryPolicy
-from wire.v1 import ScoreName
+from wire.v1 import PathMethod, ScoreName
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -188,6 +188,71 @@ def score(
     params = {"score": score, "false_positive_rate": false_positive_rate, "importance_samples": importance_samples,
               "seed": seed, "model": model, "version": version}  # fmt: skip
     return Call("POST", "/v1/score", _parsed(r.Scores), params, image_body(images))
+
+
+def interpolate(
+    images: Images | None = None,
+    *,
+    latents: ArrayLike | None = None,
+    steps: int = 8,
+    method: PathMethod = "slerp",
+    model: str | None = None,
+    version: str | None = None,
+) -> Call[r.Interpolation]:
+    """POST /v1/interpolate, JSON."""
+    params = {"steps": steps, "method": method, "format": "json", "model": model, "version": version}
+    return Call("POST", "/v1/interpolate", _parsed(r.Interpolation), params, codes_body(images, latents))
+
+
+def interpolate_strip(
+    images: Images | None = None,
+    *,
+    latents: ArrayLike | None = None,
+    steps: int = 8,
+    method: PathMethod = "slerp",
+    model: str | None = None,
+    version: str | None = None,
+) -> Call[bytes]:
+    """POST /v1/interpolate, a PNG strip."""
+    return _png(interpolate(images, latents=latents, steps=steps, method=method, model=model, version=version))
+
+
+def traverse(
+    image: Images | None = None,
+    *,
+    latent: ArrayLike | None = None,
+    dimensions: Sequence[int] | None = None,
+    low: float = -3.0,
+    high: float = 3.0,
+    steps: int = 7,
+    model: str | None = None,
+    version: str | None = None,
+) -> Call[r.Traversal]:
+    """POST /v1/traverse, JSON."""
+    params = {"dimensions": None if dimensions is None else list(dimensions), "low": low, "high": high,
+              "steps": steps, "format": "json", "model": model, "version": version}  # fmt: skip
+    return Call("POST", "/v1/traverse", _parsed(r.Traversal), params, codes_body(image, latent))
+
+
+def traverse_grid(
+    image: Images | None = None,
+    *,
+    latent: ArrayLike | None = None,
+    dimensions: Sequence[int] | None = None,
+    low: float = -3.0,
+    high: float = 3.0,
+    steps: int = 7,
+    model: str | None = None,
+    version: str | None = None,
+) -> Call[bytes]:
+    """POST /v1/traverse, a PNG grid."""
+    return _png(traverse(image, latent=latent, dimensions=dimensions, low=low, high=high, steps=steps, model=model,
+                         version=version))  # fmt: skip
+
+
+def _png(call: Call[Any]) -> Call[bytes]:
+    """The same request, answered with one PNG (format=png) instead of JSON."""
+    return Call(call.method, call.path, _content, {**call.params, "format": "png"}, call.body, accept=PNG)
 
 
 class ClientBase:

@@ -5,6 +5,8 @@
     vaeserve encode digit.png                    latent means (a table; --json for all of it)
     vaeserve sample -n 16 -o grid.png            16 draws from the prior as one PNG
     vaeserve score imgs/*.png --fail-on-anomaly  anomaly scores; exit 1 if any is an anomaly
+    vaeserve interpolate a.png b.png -o path.png 8 images between two digits' posterior means
+    vaeserve traverse digit.png -o sweep.png     the most active latent dimensions swept, -3 to 3
     vaeserve serve --repository models           run the server here (python -m app)
     vaeserve train --data mnist --out models/mnist-vae/1
 
@@ -26,13 +28,13 @@ from typing import get_args
 import click
 
 from client import output
-from client.arguments import A, Outcome, ask_each, image_files, model_ref, plan_requests, read_latents
+from client.arguments import A, Codes, Outcome, ask_each, image_files, model_ref, plan_requests, read_latents
 from client.calls import DEFAULT_URL
 from client.errors import VAEServeConnectionError, VAEServeError
 from client.local import evaluate, serve, train
 from client.retry import NO_RETRY, RetryPolicy
 from client.sync import VAEClient
-from wire.v1 import ScoreName
+from wire.v1 import PathMethod, ScoreName
 
 
 @dataclass(frozen=True)
@@ -193,20 +195,119 @@ def sample(
     remote: Remote, n: int, out: Path | None, seed: int, temperature: float, model: str | None, as_json: bool
 ) -> None:
     """Draw n images from the prior: a PNG grid (-o), or JSON with each PNG and its latent."""
-    if out is None and not as_json:
-        raise click.UsageError("give -o grid.png (or -o - for stdout), or --json")
+    _png_or_json(out, as_json, "grid.png")
     ref = model_ref(model)
     with remote.client() as vae:
         if as_json:
             click.echo(vae.sample(n, seed=seed, temperature=temperature, **ref).model_dump_json(indent=2))
             return
         png = vae.sample_grid(n, seed=seed, temperature=temperature, **ref)
+    _write_png(out, png, f"{n} samples, seed {seed}, temperature {temperature:g}")
+
+
+def _png_or_json(out: Path | None, as_json: bool, example: str) -> None:
+    if out is None and not as_json:
+        raise click.UsageError(f"give -o {example} (or -o - for stdout), or --json")
+
+
+def _write_png(out: Path | None, png: bytes, what: str) -> None:
+    """The PNG to the file `out`, or to stdout for -, with a line saying what was written."""
+    assert out is not None
     if str(out) == "-":
         sys.stdout.buffer.write(png)
         return
-    assert out is not None
     out.write_bytes(png)
-    click.echo(f"wrote {out} ({n} samples, seed {seed}, temperature {temperature:g})")
+    click.echo(f"wrote {out} ({what})")
+
+
+def _codes(paths: Sequence[Path], values: Sequence[str], count: int) -> Codes:
+    """`count` image files, or `count` latents from -z: what interpolate and traverse start from."""
+    plural = "s" if count > 1 else ""
+    if (paths and values) or not (paths or values):
+        raise click.UsageError(f"give {count} image file{plural} or {count} -z latent{plural}")
+    given = len(paths) if paths else len(values)
+    if given != count:
+        raise click.UsageError(f"give {count}, not {given}: {'image files' if paths else '-z latents'}")
+    return (
+        {"images": list(paths), "latents": None} if paths else {"images": None, "latents": read_latents(None, values)}
+    )
+
+
+OUT = click.option(
+    "-o", "--out", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), help="PNG to write; - for stdout"
+)
+LATENT = click.option("-z", "values", multiple=True, metavar="V,V,...", help="a latent instead of an image file")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@LATENT
+@OUT
+@click.option("--steps", default=8, show_default=True, type=click.IntRange(2), help="images, both ends included")
+@click.option("--method", default="slerp", show_default=True, type=click.Choice(get_args(PathMethod)))
+@MODEL
+@JSON
+@click.pass_obj
+def interpolate(
+    remote: Remote,
+    paths: tuple[Path, ...],
+    values: tuple[str, ...],
+    out: Path | None,
+    steps: int,
+    method: PathMethod,
+    model: str | None,
+    as_json: bool,
+) -> None:
+    """Images along the path between two images' posterior means (or two -z latents): a PNG strip, or JSON."""
+    _png_or_json(out, as_json, "path.png")
+    codes = _codes(paths, values, 2)
+    with remote.client() as vae:
+        if as_json:
+            answer = vae.interpolate(**codes, steps=steps, method=method, **model_ref(model))
+            click.echo(answer.model_dump_json(indent=2))
+            return
+        png = vae.interpolate_strip(**codes, steps=steps, method=method, **model_ref(model))
+    _write_png(out, png, f"{steps} images, {method}")
+
+
+@cli.command()
+@click.argument("path", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@LATENT
+@OUT
+@click.option("-d", "--dimension", "dimensions", multiple=True, type=click.IntRange(0),
+              help="a dimension to sweep; repeat for more; the most active ones when absent")  # fmt: skip
+@click.option("--low", default=-3.0, show_default=True, help="first value, prior standard deviations")
+@click.option("--high", default=3.0, show_default=True, help="last value, prior standard deviations")
+@click.option("--steps", default=7, show_default=True, type=click.IntRange(1), help="values per dimension")
+@MODEL
+@JSON
+@click.pass_obj
+def traverse(
+    remote: Remote,
+    path: Path | None,
+    values: tuple[str, ...],
+    out: Path | None,
+    dimensions: tuple[int, ...],
+    low: float,
+    high: float,
+    steps: int,
+    model: str | None,
+    as_json: bool,
+) -> None:
+    """Sweep latent dimensions of an image's posterior mean (or a -z latent): a PNG grid, a row per dimension."""
+    _png_or_json(out, as_json, "sweep.png")
+    codes = _codes([path] if path else [], values, 1)
+    ref = model_ref(model)
+    chosen = list(dimensions) or None  # the server's most active ones
+    with remote.client() as vae:
+        if as_json:
+            answer = vae.traverse(codes["images"], latent=codes["latents"], dimensions=chosen, low=low,
+                                  high=high, steps=steps, **ref)  # fmt: skip
+            click.echo(answer.model_dump_json(indent=2))
+            return
+        png = vae.traverse_grid(codes["images"], latent=codes["latents"], dimensions=chosen, low=low,
+                                high=high, steps=steps, **ref)  # fmt: skip
+    _write_png(out, png, f"{len(dimensions) or 'the most active'} dimensions x {steps} values")
 
 
 @cli.command()

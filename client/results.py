@@ -114,3 +114,28 @@ class Scores(s.ScoreResponse):
     def is_anomaly(self) -> NDArray[np.bool_]:
         """(N,); all False where the model has no calibration for this score."""
         return np.asarray([bool(r.is_anomaly) for r in self.results], dtype=np.bool_)
+
+
+class Interpolation(s.InterpolateResponse):
+    """POST /v1/interpolate: the codes along the path and the images decoded from them."""
+
+    @property
+    def pngs(self) -> list[bytes]:
+        return _pngs(self.images)
+
+    @property
+    def z(self) -> NDArray[np.float32]:
+        return np.asarray(self.latents, dtype=np.float32)  # (steps, D)
+
+
+class Traversal(s.TraverseResponse):
+    """POST /v1/traverse: per swept dimension, the codes and the images decoded from them."""
+
+    @property
+    def pngs(self) -> list[list[bytes]]:
+        """[dimension][step] PNG bytes."""
+        return [_pngs(row.images) for row in self.dimensions]
+
+    @property
+    def z(self) -> NDArray[np.float32]:
+        return np.asarray([row.latents for row in self.dimensions], dtype=np.float32)  # (dimensions, steps, D)

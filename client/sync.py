@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Literal, TypeVar
 
@@ -24,7 +25,7 @@ from client import results as r
 from client.bodies import Images
 from client.calls import Call, ClientBase
 from client.retry import Attempts
-from wire.v1 import ScoreName
+from wire.v1 import PathMethod, ScoreName
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -129,3 +130,39 @@ class VAEClient(ClientBase):
         return self._run(calls.score(images, score=score, false_positive_rate=false_positive_rate,
                                      importance_samples=importance_samples, seed=seed, model=model,
                                      version=version))  # fmt: skip
+
+    def interpolate(
+        self, images: Images | None = None, *, latents: ArrayLike | None = None, steps: int = 8,
+        method: PathMethod = "slerp", model: str | None = None, version: str | None = None,
+    ) -> r.Interpolation:  # fmt: skip
+        """`steps` images on the path between two images' posterior means (or two `latents`): `.pngs`, `.z`."""
+        call = calls.interpolate(images, latents=latents, steps=steps, method=method, model=model, version=version)
+        return self._run(call)
+
+    def interpolate_strip(
+        self, images: Images | None = None, *, latents: ArrayLike | None = None, steps: int = 8,
+        method: PathMethod = "slerp", model: str | None = None, version: str | None = None,
+    ) -> bytes:  # fmt: skip
+        """The same path as one PNG strip, start on the left."""
+        call = calls.interpolate_strip(images, latents=latents, steps=steps, method=method, model=model,
+                                       version=version)  # fmt: skip
+        return self._run(call)
+
+    def traverse(
+        self, image: Images | None = None, *, latent: ArrayLike | None = None, dimensions: Sequence[int] | None = None,
+        low: float = -3.0, high: float = 3.0, steps: int = 7, model: str | None = None, version: str | None = None,
+    ) -> r.Traversal:  # fmt: skip
+        """Sweep `dimensions` (the most active when None) of one image's posterior mean (or `latent`) from
+        `low` to `high` prior standard deviations: per dimension `.pngs[i]`, and `.z` (dimensions, steps, D)."""
+        call = calls.traverse(image, latent=latent, dimensions=dimensions, low=low, high=high, steps=steps,
+                              model=model, version=version)  # fmt: skip
+        return self._run(call)
+
+    def traverse_grid(
+        self, image: Images | None = None, *, latent: ArrayLike | None = None, dimensions: Sequence[int] | None = None,
+        low: float = -3.0, high: float = 3.0, steps: int = 7, model: str | None = None, version: str | None = None,
+    ) -> bytes:  # fmt: skip
+        """The same sweep as one PNG grid: a row per dimension, a column per value."""
+        call = calls.traverse_grid(image, latent=latent, dimensions=dimensions, low=low, high=high, steps=steps,
+                                   model=model, version=version)  # fmt: skip
+        return self._run(call)

@@ -2,8 +2,9 @@
 
     python docker/smoke_check.py http://127.0.0.1:8000
 
-Waits (bounded) for /readyz, then checks each v1 endpoint's status and content type, a v2
-inference, and a few values from the shipped model's manifest. Exits non-zero on the first failure.
+Waits (bounded) for /readyz, then checks each v1 endpoint's status and content type, the
+playground's files, a v2 inference, and a few values from the shipped model's manifest. Exits
+non-zero on the first failure.
 """
 
 from __future__ import annotations
@@ -65,6 +66,17 @@ def main(url: str) -> int:
         check("POST /v1/score", scored)
         if "is_anomaly" not in scored.json()["results"][0]:
             raise SystemExit("score has no decision")
+        path = c.post("/v1/interpolate?steps=4", files=[("f", ("a.png", png, "image/png"))] * 2)
+        check("POST /v1/interpolate", path)
+        swept = c.post("/v1/traverse?format=png", json={"latents": [[0.0] * latent_dim]})
+        check("POST /v1/traverse (png)", swept, content_type="image/png")
+        check("GET /playground/", c.get("/playground/"), content_type="text/html")
+        check("GET /playground/playground.css", c.get("/playground/playground.css"), content_type="text/css")
+        for script in ("playground.js", "api.js", "sketchpad.js", "charts.js"):  # application/ or text/javascript
+            answer = c.get(f"/playground/{script}")
+            check(f"GET /playground/{script}", answer, content_type="")
+            if "javascript" not in answer.headers["content-type"]:
+                raise SystemExit(f"{script} is served as {answer.headers['content-type']}")
         check("GET /v2/health/ready", c.get("/v2/health/ready"), content_type="")
         check("GET /v2/models/{name}-scorer", c.get(f"/v2/models/{model['name']}-scorer"))
         shape = [1, model["input"]["channels"], model["input"]["height"], model["input"]["width"]]

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 ScoreName = Literal["neg_elbo", "iwae_nll", "mse", "complexity"]  # the calibrated scores
+PathMethod = Literal["linear", "slerp"]  # model/latent_paths.PATH_METHODS
 _LATENT = [0.12, -1.3, 0.8, 0.05]
 _HEATMAP = (
     "with heatmap=true: a base64 PNG of -log p(x_i | z = posterior mean) per pixel, nats, "
@@ -129,6 +130,9 @@ class SplitMetrics(_Out):
 
 class CalibrationSummary(_Out):
     score: str = Field(examples=["mse"])
+    scores: list[str] = Field(
+        examples=[["neg_elbo", "iwae_nll", "mse", "complexity"]], description="every score the bundle calibrated"
+    )
     threshold: float = Field(examples=[0.0183])
     false_positive_rate: float = Field(examples=[0.01])
     split_size: int = Field(examples=[250])
@@ -148,11 +152,61 @@ class ModelSummary(_Out):
     calibration: CalibrationSummary | None
 
 
+class LatentDimension(_Out):
+    """One latent dimension over the training split."""
+
+    dimension: int = Field(examples=[6])
+    activity: float = Field(
+        examples=[1.16], description="variance of the posterior means E_q[z_d|x] over the data (Burda et al. 2016)"
+    )
+    kl: float = Field(examples=[2.53], description="mean KL(q(z_d|x) || N(0, 1)), nats")
+    active: bool = Field(examples=[True], description="activity above the threshold")
+
+
+class LatentActivity(_Out):
+    """Which latent dimensions the model uses, from its manifest's statistics of the training split."""
+
+    split: str = Field(examples=["train"])
+    images: int = Field(examples=[4000])
+    threshold: float = Field(examples=[0.01], description="an activity above this makes a dimension active")
+    most_active: list[int] = Field(examples=[[6, 0, 5]], description="the active dimensions, most active first")
+    dimensions: list[LatentDimension] = Field(description="every dimension, in index order")
+
+
 class ModelDetail(ModelSummary):
     versions: list[str] = Field(examples=[["1"]])
     parameters: int | None = Field(examples=[1790434])
     dataset: str | None = Field(examples=["mnist"])
     files: dict[str, str] = Field(description="sha256 per file", examples=[{"encoder.onnx": "9f2c..."}])
+    latents: LatentActivity | None = Field(description="per-dimension activity; null for a bundle without statistics")
+
+
+class LatentsRequest(BaseModel):
+    """Latent codes where an endpoint also takes images (interpolate, traverse)."""
+
+    latents: list[list[float]] = Field(min_length=1, description="[N, latent_dim] values")
+
+
+class InterpolateResponse(ModelRef):
+    method: PathMethod = Field(examples=["slerp"])
+    t: list[float] = Field(examples=[[0.0, 0.5, 1.0]], description="each image's position on the path, 0 to 1")
+    latents: list[list[float]] = Field(examples=[[_LATENT]], description="[steps, latent_dim] codes on the path")
+    images: list[str] = Field(examples=[["iVBORw0KGgo..."]], description="base64 PNGs decoded from them")
+
+
+class TraversedDimension(_Out):
+    dimension: int = Field(examples=[6])
+    activity: float | None = Field(examples=[1.16], description="as in LatentDimension; null without statistics")
+    latents: list[list[float]] = Field(examples=[[_LATENT]], description="[steps, latent_dim]: the base, d swept")
+    images: list[str] = Field(examples=[["iVBORw0KGgo..."]], description="base64 PNGs decoded from them")
+
+
+class TraverseResponse(ModelRef):
+    base: list[float] = Field(examples=[_LATENT], description="the code swept around: a posterior mean or the latent")
+    values: list[float] = Field(
+        examples=[[-3.0, 0.0, 3.0]], description="the values each dimension is set to, prior standard deviations"
+    )
+    dimensions: list[TraversedDimension]
 
 
 class ModelList(_Out):

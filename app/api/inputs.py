@@ -4,6 +4,7 @@
     Content-Type: multipart/form-data          one or more files, any field names
     Content-Type: application/json             {"images": ["<base64>", ...]} or {"arrays": [[...], ...]}
 
+The latent tools (interpolate, traverse) also take {"latents": [[...], ...]} (`read_codes`).
 Every image is converted to the model's input spec by model/preprocess.py, the code
 training used. Errors name the image by its position in the request.
 """
@@ -23,10 +24,12 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from app.errors import ServiceError, body_too_large, empty_body, too_many_images, unsupported_media_type
+from app.serving.operations import Codes
 from app.settings import Settings
 from model.bundle import InputSpec
 from model.errors import InputError, InvalidImageError
 from model.preprocess import decode_image, from_array, from_batch
+from wire.v1 import LatentsRequest
 
 NPY = "application/x-npy"
 IMAGE_BODIES = f"an image (image/png, image/jpeg, ...), multipart/form-data files, application/json or {NPY}"
@@ -79,6 +82,24 @@ async def read_images(request: Request, spec: InputSpec, settings: Settings) -> 
     else:
         raise unsupported_media_type(kind, IMAGE_BODIES)
     return np.stack(images)
+
+
+async def read_codes(request: Request, spec: InputSpec, settings: Settings) -> Codes:
+    """Images in any form `read_images` takes, or JSON {"latents": [[...], ...]} (N, D)."""
+    if media_type(request) != "application/json":
+        return Codes(images=await read_images(request, spec, settings))
+    payload = await read_json(request, settings.max_body_bytes)
+    if not (isinstance(payload, dict) and "latents" in payload):
+        return Codes(images=np.stack(_read_json_images(payload, spec, settings)))
+    if {"images", "arrays"} & payload.keys():
+        raise InputError('give "latents" or images, not both')
+    latents = LatentsRequest.model_validate(payload).latents  # the operations check how many
+    if len({len(row) for row in latents}) != 1:
+        raise InputError("every latent must have the same number of values")
+    values = np.asarray(latents, dtype=np.float64)
+    if np.any(np.abs(values) > np.finfo(np.float32).max):  # NaN compares False: check_latents refuses it
+        raise InputError("latents hold values outside the float32 range")
+    return Codes(latents=values.astype(np.float32))
 
 
 def _read_npy(body: bytes, spec: InputSpec, settings: Settings) -> NDArray[np.float32]:

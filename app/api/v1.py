@@ -19,6 +19,8 @@ from app.api.inputs import media_type, read_images, read_json
 from app.errors import ServiceError, unsupported_media_type
 from app.serving.operations import Scored
 from app.serving.registry import LoadedModel
+from model.bundle import LatentStatistics
+from model.latents import ACTIVE_VARIANCE, active_dimensions
 from model.preprocess import encode_png, heatmap_png, make_grid
 from model.runtime import ScoreBatch
 from wire import v1 as s
@@ -71,7 +73,7 @@ ImportanceSamples = Annotated[int | None, Query(description="K, samples from q(z
 Heatmap = Annotated[bool, Query(description="also return a per-pixel anomaly heatmap (PNG) per image")]
 
 
-def _b64_png(image: NDArray[np.float32]) -> str:
+def b64_png(image: NDArray[np.float32]) -> str:
     return base64.b64encode(encode_png(image)).decode()
 
 
@@ -92,7 +94,7 @@ def json_response(payload: dict[str, Any]) -> Response:
     return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
-def _ref(model: LoadedModel) -> dict[str, str]:
+def model_ref(model: LoadedModel) -> dict[str, str]:
     return {"model": model.manifest.name, "version": model.manifest.version}
 
 
@@ -116,7 +118,7 @@ async def encode_images(
     z = enc.z
     results = [{"mean": m, "log_var": v, "z": None if z is None else z[i]}
                for i, (m, v) in enumerate(zip(enc.mean, enc.log_var, strict=True))]  # fmt: skip
-    return json_response({**_ref(model), "latent_dim": model.manifest.latent_dim, "results": results})
+    return json_response({**model_ref(model), "latent_dim": model.manifest.latent_dim, "results": results})
 
 
 @router.post(
@@ -136,8 +138,8 @@ async def decode_latents(request: Request, model: ModelDep, settings: SettingsDe
         grid = images[0] if len(images) == 1 else make_grid(images)
         return Response(encode_png(grid), media_type=PNG)
     if body.format == "array":
-        return json_response({**_ref(model), "images": None, "arrays": images})
-    return json_response({**_ref(model), "images": [_b64_png(image) for image in images], "arrays": None})
+        return json_response({**model_ref(model), "images": None, "arrays": images})
+    return json_response({**model_ref(model), "images": [b64_png(image) for image in images], "arrays": None})
 
 
 def _rectangular(latents: list[list[float]], dim: int) -> NDArray[np.float32]:
@@ -168,7 +170,7 @@ async def get_samples(
     if format == "png":
         return Response(encode_png(make_grid(sampled.images)), media_type=PNG)
     return json_response(
-        {**_ref(model), "seed": seed, "temperature": temperature, "images": [_b64_png(i) for i in sampled.images],
+        {**model_ref(model), "seed": seed, "temperature": temperature, "images": [b64_png(i) for i in sampled.images],
          "arrays": None, "latents": sampled.latents}
     )  # fmt: skip
 
@@ -196,14 +198,14 @@ async def reconstruct_images(
     heatmaps = _heatmaps(scored.scores, heatmap)
     results = [
         {
-            "image": _b64_png(recon[i]) if format == "png" else None,
+            "image": b64_png(recon[i]) if format == "png" else None,
             "array": recon[i] if format == "array" else None,
             "scores": _scores_out(scored.scores, i),
             "heatmap": heatmaps[i],
         }
         for i in range(len(images))
     ]
-    return json_response({**_ref(model), **_run(scored), "results": results})
+    return json_response({**model_ref(model), **_run(scored), "results": results})
 
 
 @router.post(
@@ -243,7 +245,7 @@ async def score_images(
         for i, value in enumerate(decision.values)
     ]
     return json_response(
-        {**_ref(model), **_run(scored), "score": decision.score, "threshold": decision.threshold,
+        {**model_ref(model), **_run(scored), "score": decision.score, "threshold": decision.threshold,
          "false_positive_rate": decision.false_positive_rate, "results": results}
     )  # fmt: skip
 
@@ -275,6 +277,7 @@ def _summary(model: LoadedModel, default: bool) -> dict[str, Any]:
         if cal is None
         else s.CalibrationSummary(
             score=cal.score,
+            scores=list(cal.scores),
             threshold=cal.threshold,
             false_positive_rate=cal.false_positive_rate,
             split_size=cal.split_size,
@@ -299,4 +302,17 @@ async def get_model(name: str, registry: RegistryDep, version: str | None = None
         parameters=m.training.parameters if m.training else None,
         dataset=m.dataset.source if m.dataset else None,
         files={file: entry.sha256 for file, entry in m.files.items()},
+        latents=None if m.latents is None else _activity(m.latents),
+    )
+
+
+def _activity(stats: LatentStatistics) -> s.LatentActivity:
+    """Each dimension's activity and KL from the manifest: computed once, at training."""
+    active = active_dimensions(stats)
+    dimensions = [
+        s.LatentDimension(dimension=d, activity=variance, kl=kl, active=d in active)
+        for d, (variance, kl) in enumerate(zip(stats.variance, stats.kl, strict=True))
+    ]
+    return s.LatentActivity(
+        split=stats.split, images=stats.images, threshold=ACTIVE_VARIANCE, most_active=active, dimensions=dimensions
     )

@@ -1,4 +1,5 @@
-"""What the service does, whatever the protocol: encode, decode, sample, reconstruct, score.
+"""What the service does, whatever the protocol: encode, decode, sample, reconstruct, score,
+interpolate and traverse.
 
 Each operation takes parsed inputs (arrays in the model's input spec, plain parameters),
 checks them against the service's limits, runs the model through its executor, and
@@ -12,18 +13,22 @@ translate requests into these calls and results into their formats.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from app.errors import check_range
+from app.errors import ServiceError, check_range
 from app.serving.registry import LoadedModel
 from app.settings import Settings
+from model import latent_paths as paths
 from model.decision import Decision, decide, decision_score, default_importance_samples
 from model.runtime import ScoreBatch, sample_posterior
 
 F32 = NDArray[np.float32]
+F64 = NDArray[np.float64]
+DEFAULT_TRAVERSAL_DIMENSIONS = 8  # swept when a request names none: the most active ones
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,31 @@ class Encoded:
 class Sampled:
     latents: F32  # (n, D) draws from N(0, temperature^2 I)
     images: F32  # (n, C, H, W) in [0, 1]
+
+
+@dataclass(frozen=True)
+class Codes:
+    """Where a latent tool starts: images, to be encoded to their posterior means, or latents."""
+
+    images: F32 | None = None  # (N, C, H, W) in [0, 1]
+    latents: F32 | None = None  # (N, D)
+
+
+@dataclass(frozen=True)
+class Interpolated:
+    method: paths.PathMethod
+    t: F64  # (n,) positions along the path, 0 at the start, 1 at the end
+    latents: F32  # (n, D) the codes on the path; rows 0 and n-1 are the endpoints
+    images: F32  # (n, C, H, W) decoded from them, in [0, 1]
+
+
+@dataclass(frozen=True)
+class Traversed:
+    base: F32  # (D,) the code every row starts from
+    dimensions: list[int]  # the swept dimensions, one row each
+    values: F64  # (s,) the values each is set to, in prior standard deviations
+    latents: F32  # (k, s, D)
+    images: F32  # (k, s, C, H, W) in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -96,6 +126,72 @@ class Operations:
     ) -> Scored:
         """Reconstructions from the posterior mean, with every score and the default decision."""
         return await self.score(model, images, importance_samples=importance_samples, seed=seed)
+
+    async def interpolate(
+        self, model: LoadedModel, start_end: Codes, *, steps: int = 8, method: paths.PathMethod = "slerp"
+    ) -> Interpolated:
+        """`steps` images along the `method` path between two codes (posterior means of two images).
+
+        Both endpoints are included, so the first and last images are the two inputs'
+        reconstructions. The decodes go through the model's micro-batcher in one call.
+        """
+        check_range("steps", steps, 2, self.settings.max_interpolation_steps)
+        a, b = await self._codes(model, start_end, "interpolate", 2)
+        t = paths.path_positions(steps)
+        z = paths.interpolate(a, b, t, method)
+        return Interpolated(method, t, z, await model.decode(z))
+
+    async def traverse(
+        self,
+        model: LoadedModel,
+        start: Codes,
+        *,
+        dimensions: Sequence[int] | None = None,
+        low: float = -3.0,
+        high: float = 3.0,
+        steps: int = 7,
+    ) -> Traversed:
+        """Sweep each of `dimensions` of one code from `low` to `high` (prior standard deviations).
+
+        Without `dimensions`, the model's most active ones (its manifest's latent statistics),
+        at most DEFAULT_TRAVERSAL_DIMENSIONS. Every other coordinate keeps the code's value.
+        """
+        s = self.settings
+        dim = model.manifest.latent_dim
+        if dimensions is None:
+            count = min(DEFAULT_TRAVERSAL_DIMENSIONS, s.max_traversal_dimensions)
+            dimensions = paths.most_active_dimensions(model.manifest.latents, dim, count)
+        check_range("number of dimensions", len(dimensions), 1, s.max_traversal_dimensions)
+        for d in dimensions:
+            check_range("dimension", d, 0, dim - 1)
+        if len(set(dimensions)) != len(dimensions):
+            raise ServiceError(422, "invalid-request", "Invalid request", f"dimensions repeat: {list(dimensions)}")
+        check_range("steps", steps, 1, s.max_traversal_steps)
+        check_range("low", low, -s.max_traversal_range, s.max_traversal_range)
+        check_range("high", high, low, s.max_traversal_range)
+        (base,) = await self._codes(model, start, "traverse", 1)
+        values = paths.traversal_values(low, high, steps)
+        grid = paths.traversal_grid(base, dimensions, values)  # (k, s, D)
+        images = await model.decode(grid.reshape(-1, dim))
+        return Traversed(base, list(dimensions), values, grid, images.reshape(*grid.shape[:2], *images.shape[1:]))
+
+    async def _codes(self, model: LoadedModel, codes: Codes, tool: str, count: int) -> F32:
+        """The `count` latent codes a tool starts from: the latents, or the images' posterior means."""
+        given = [kind for kind in ("images", "latents") if getattr(codes, kind) is not None]
+        if len(given) != 1:
+            raise ServiceError(422, "invalid-request", "Invalid request", f"{tool} takes either images or latents")
+        rows = codes.images if codes.images is not None else codes.latents
+        assert rows is not None
+        if len(rows) != count:
+            raise ServiceError(
+                422, "invalid-request", "Invalid request",
+                f"{tool} takes {count} {given[0]}, got {len(rows)}" if count > 1 else
+                f"{tool} takes 1 image or latent, got {len(rows)} {given[0]}",
+            )  # fmt: skip
+        if codes.images is not None:
+            mean, _ = await model.encode(codes.images)
+            return mean
+        return model.runtime.check_latents(rows)
 
     def _importance_samples(self, model: LoadedModel, requested: int | None) -> int:
         k = requested if requested is not None else default_importance_samples(model.manifest.calibration)

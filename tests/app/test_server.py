@@ -52,6 +52,13 @@ def exercise_every_endpoint(url: str, png: bytes) -> dict[str, object]:
         missing = c.get("/v1/models/nope")
         assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
         assert c.get("/openapi.json").status_code == 200
+        path = c.post("/v1/interpolate?steps=3", files=[("f", ("a.png", png, "image/png"))] * 2).json()
+        assert len(path["images"]) == 3 and path["latents"][0] == pytest.approx(z, abs=1e-6)
+        swept = c.post("/v1/traverse?steps=3&dimensions=0", json={"latents": [z]}).json()
+        assert [len(row["images"]) for row in swept["dimensions"]] == [3]
+        for page in sorted(p.name for p in (ROOT / "app" / "playground").iterdir()):  # the installed package's files
+            assert c.get(f"/playground/{page}").status_code == 200, page
+        assert c.get("/playground", follow_redirects=True).text.startswith("<!doctype html>")
     return {
         "mean": z, "multipart": multipart, "samples": samples.content, "samples_json": samples_json,
         "recon": recon, "score": score, "detail": detail,

@@ -25,11 +25,31 @@ def test_the_async_client_answers_as_the_sync_one(live_url: str, digit_files: li
             models = await vae.models()
             detail = await vae.model("other")
             health = await vae.health()
+            path = await vae.interpolate(digit_files[:2], steps=3)
+            strip = await vae.interpolate_strip(digit_files[:2], steps=3)
+            sweep = await vae.traverse(digit_files[0], steps=3)
+            grid_sweep = await vae.traverse_grid(latent=sweep.base, steps=3)
             with pytest.raises(VAEServeError) as caught:
                 await vae.encode(digit_files, model="nope")
-            return (ready, encodings, scores, grid, samples, decoded, recon, models, detail, health, caught.value)
+            latent = (path, strip, sweep, grid_sweep)
+            return (
+                ready,
+                encodings,
+                scores,
+                grid,
+                samples,
+                decoded,
+                recon,
+                models,
+                detail,
+                health,
+                caught.value,
+                latent,
+            )
 
-    ready, encodings, scores, grid, samples, decoded, recon, models, detail, health, error = asyncio.run(scenario())
+    ready, encodings, scores, grid, samples, decoded, recon, models, detail, health, error, latent = asyncio.run(
+        scenario()
+    )
     with VAEClient(live_url) as sync:
         assert ready == sync.ready() and models == sync.models() and health == sync.health()
         together = sync.encode(digit_files)
@@ -38,5 +58,10 @@ def test_the_async_client_answers_as_the_sync_one(live_url: str, digit_files: li
         assert grid == sync.sample_grid(9, seed=4)
         assert decoded.pngs == samples.pngs
         assert recon == sync.reconstruct(digit_files[:2], format="array")
+        path, strip, sweep, grid_sweep = latent
+        assert path == sync.interpolate(digit_files[:2], steps=3)
+        assert strip == sync.interpolate_strip(digit_files[:2], steps=3)
+        assert sweep == sync.traverse(digit_files[0], steps=3)
+        assert grid_sweep == sync.traverse_grid(digit_files[0], steps=3)
     assert detail.name == "other"
     assert (error.status, error.detail) == (404, "no model named 'nope'")

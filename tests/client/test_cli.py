@@ -135,6 +135,29 @@ def test_score_a_table_json_and_the_exit_code(vaeserve, digit_files: list[Path],
     assert vaeserve("score", str(digit_files[0]), "--fail-on-anomaly", "--fpr", "0.0001").returncode == 0
 
 
+def test_interpolate_and_traverse_write_pngs_or_json(
+    vaeserve, digit_files: list[Path], in_process: TestClient, tmp_path: Path
+) -> None:
+    a, b = map(str, digit_files[:2])
+    done = vaeserve("interpolate", a, b, "--steps", "5", "--method", "linear", "-o", "path.png")
+    assert done.stdout.decode() == "wrote path.png (5 images, linear)\n"
+    expected = in_process.post("/v1/interpolate?steps=5&method=linear&format=png", files=multipart(digit_files[:2]))
+    assert (tmp_path / "path.png").read_bytes() == expected.content
+    answer = json.loads(vaeserve("interpolate", a, b, "--json").stdout)
+    assert answer == in_process.post("/v1/interpolate", files=multipart(digit_files[:2])).json()
+    z = [",".join(map(str, row)) for row in answer["latents"][:: len(answer["latents"]) - 1]]  # the two ends
+    from_latents = json.loads(vaeserve("interpolate", "-z", z[0], "-z", z[1], "--json").stdout)
+    assert from_latents["images"] == answer["images"]
+
+    done = vaeserve("traverse", a, "-d", "2", "-d", "0", "--low", "-1", "--high", "1", "--steps", "3", "-o", "-")
+    query = "dimensions=2&dimensions=0&low=-1&high=1&steps=3&format=png"
+    assert done.stdout == in_process.post(f"/v1/traverse?{query}", files=multipart(digit_files[:1])).content
+    done = vaeserve("traverse", "-z", "0,0,0,0", "-o", "sweep.png")
+    assert done.stdout.decode() == "wrote sweep.png (the most active dimensions x 7 values)\n"
+    sweep = json.loads(vaeserve("traverse", "-z", "0 0 0 0", "--json").stdout)
+    assert sweep == in_process.post("/v1/traverse", json={"latents": [[0, 0, 0, 0]]}).json()
+
+
 def test_errors_are_one_line_on_stderr(vaeserve, digit_files: list[Path], tmp_path: Path) -> None:
     (tmp_path / "broken.png").write_bytes(b"not a png")
     port = free_port()  # nothing listens there
@@ -145,6 +168,12 @@ def test_errors_are_one_line_on_stderr(vaeserve, digit_files: list[Path], tmp_pa
         (["sample", "-n", "2"], 2, "Error: give -o grid.png (or -o - for stdout), or --json\n"),
         (["sample", "-n", "65", "-o", "x.png"], 1, "error: 422 Invalid request: n must be between 1 and 64, got 65\n"),
         (["decode", "-o", "x.png"], 2, "Error: give latents: a FILE (.npy or JSON), '-' for stdin, or -z values\n"),
+        (["interpolate", str(digit_files[0]), "-o", "x.png"], 2, "Error: give 2, not 1: image files\n"),
+        (["interpolate", str(digit_files[0]), "-z", "0,0,0,0", "-o", "x.png"], 2,
+         "Error: give 2 image files or 2 -z latents\n"),
+        (["traverse", "-z", "0,0,0,0", "-d", "9", "-o", "x.png"], 1,
+         "error: 422 Invalid request: dimension must be between 0 and 3, got 9\n"),
+        (["traverse", "-z", "0,0,0,0"], 2, "Error: give -o sweep.png (or -o - for stdout), or --json\n"),
     ]  # fmt: skip
     for args, code, message in cases:
         done = vaeserve(*args)

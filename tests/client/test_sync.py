@@ -149,3 +149,33 @@ def test_bad_arguments_fail_before_sending(vae: VAEClient) -> None:
         vae.decode(np.zeros((1, 2, 2)))
     with pytest.raises(TypeError, match="image 0: expected a path, bytes, a PIL image or an array, got int"):
         vae.encode([3])  # type: ignore[list-item]
+
+
+def test_interpolate_and_traverse(vae: VAEClient, in_process: TestClient, digit_files: list[Path],
+                                  digit_pngs: list[bytes]) -> None:  # fmt: skip
+    path = vae.interpolate(digit_files[:2], steps=5, method="linear", model="digits", version="2")
+    expected = in_process.post("/v1/interpolate?steps=5&method=linear&model=digits&version=2",
+                               files=multipart(digit_pngs[:2])).json()  # fmt: skip
+    assert path == r.Interpolation.model_validate(expected)
+    assert path.z.shape == (5, 4) and path.version == "2" and all(p.startswith(b"\x89PNG") for p in path.pngs)
+    assert vae.interpolate(latents=path.z[[0, -1]], steps=5, method="linear").pngs == path.pngs  # the same ends
+    strip = vae.interpolate_strip(latents=path.z[[0, -1]], steps=5)
+    assert (
+        strip
+        == in_process.post("/v1/interpolate?steps=5&format=png", json={"latents": path.z[[0, -1]].tolist()}).content
+    )
+
+    sweep = vae.traverse(digit_files[0], dimensions=[2, 0], low=-1, high=1, steps=3)
+    expected = in_process.post("/v1/traverse?dimensions=2&dimensions=0&low=-1&high=1&steps=3",
+                               files=multipart(digit_pngs[:1])).json()  # fmt: skip
+    assert sweep == r.Traversal.model_validate(expected)
+    assert sweep.z.shape == (2, 3, 4) and [len(row) for row in sweep.pngs] == [3, 3]
+    np.testing.assert_array_equal(sweep.z[0, :, 2], np.float32([-1, 0, 1]))
+    by_latent = vae.traverse(latent=sweep.base, dimensions=[2, 0], low=-1, high=1, steps=3)
+    assert by_latent.pngs == sweep.pngs
+    grid = vae.traverse_grid(latent=sweep.base)  # the most active dimensions, -3 to 3 in 7 steps
+    assert grid == in_process.post("/v1/traverse?format=png", json={"latents": [sweep.base]}).content
+    with pytest.raises(VAEServeError, match="422 Invalid request: interpolate takes 2 images, got 1"):
+        vae.interpolate(digit_files[:1])
+    with pytest.raises(ValueError, match="give images or latents, one of the two"):
+        vae.traverse(digit_files[0], latent=[0, 0, 0, 0])

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import get_args
 
 from model import bundle
+from model.latent_paths import PATH_METHODS
 from model.scores import CALIBRATED_SCORES, SCORE_NAMES
 from wire import v1
 
@@ -18,6 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_every_score_of_the_table_is_a_field_and_the_calibrated_ones_can_decide() -> None:
     assert tuple(v1.ImageScores.model_fields) == SCORE_NAMES
     assert get_args(v1.ScoreName) == CALIBRATED_SCORES
+
+
+def test_the_interpolation_methods_are_model_s() -> None:
+    assert get_args(v1.PathMethod) == PATH_METHODS
 
 
 def test_model_descriptions_carry_every_field_of_the_manifest_parts_they_show() -> None:
