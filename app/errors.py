@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from app.serving.batching import QueueFullError
 from app.serving.registry import ModelNotFoundError
-from model.errors import InputError, InputTooLargeError, InvalidImageError
+from model.errors import InputError, InputTooLargeError, InvalidImageError, UnsupportedImageError
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,8 @@ def as_service_error(exc: Exception) -> ServiceError:
             return ServiceError(413, "image-too-large", "Image too large", str(exc))
         case InvalidImageError():
             return ServiceError(400, "invalid-image", "Invalid image", str(exc))
+        case UnsupportedImageError():
+            return ServiceError(415, "unsupported-image", "Unsupported image", str(exc))
         case InputError():
             return ServiceError(422, "invalid-input", "Invalid input", str(exc))
         case QueueFullError():

@@ -31,3 +31,7 @@ class InvalidImageError(InputError):
 
 class InputTooLargeError(InputError):
     """An input over a size limit (e.g. a decompression bomb)."""
+
+
+class UnsupportedImageError(InputError):
+    """A decodable image in a form the model cannot take (an unknown mode, an unsupported sample format)."""
