@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     max_pixels_per_image: int = Field(4096 * 4096, ge=1)
     max_samples: int = Field(256, ge=1)  # n for GET /v1/samples
     max_importance_samples: int = Field(5000, ge=1)  # K for scores
+    # images x K per scoring request: the work one request can buy, checked before any is done.
+    # 256 x 64: every image a request may hold, at the shipped calibration's K.
+    max_total_importance_samples: int = Field(16384, ge=1)
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

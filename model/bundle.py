@@ -59,7 +59,9 @@ class InputSpec(_Schema):
             raise ValueError(f"colour_mode {self.colour_mode} does not match {self.channels} channels")
         low, high = self.value_range
         if len(self.background) not in (1, self.channels) or not all(low <= v <= high for v in self.background):
-            raise ValueError(f"background {list(self.background)} must be 1 or {self.channels} values in [{low}, {high}]")
+            raise ValueError(
+                f"background {list(self.background)} must be 1 or {self.channels} values in [{low}, {high}]"
+            )
         return self
 
     @property

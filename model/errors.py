@@ -35,3 +35,7 @@ class InputTooLargeError(InputError):
 
 class UnsupportedImageError(InputError):
     """A decodable image in a form the model cannot take (an unknown mode, an unsupported sample format)."""
+
+
+class NonFiniteOutputError(InputError):
+    """The model answered NaN or infinity for an input: the input lies outside what it can represent."""

@@ -246,9 +246,12 @@ def from_array(values: object, spec: InputSpec, *, index: int | None = None) -> 
     Accepted shapes: (C, H, W), (H, W) for one channel, or flat (C*H*W,).
     """
     try:
-        array = np.asarray(values, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise InputError("array is not a rectangular array of numbers", index) from None
+        numbers = np.asarray(values)
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        numbers = np.asarray(None)  # refused below
+    if numbers.dtype.kind not in "iuf":  # strings, nulls, booleans, ragged lists, integers past int64
+        raise InputError("array is not a rectangular array of numbers", index)
+    array = numbers.astype(np.float64)  # checked before the cast to float32, which could overflow
     shape = (spec.channels, spec.height, spec.width)
     if (array.shape == shape[1:] and spec.channels == 1) or array.shape == (math.prod(shape),):
         array = array.reshape(shape)
@@ -259,7 +262,7 @@ def from_array(values: object, spec: InputSpec, *, index: int | None = None) -> 
     low, high = spec.value_range
     if array.min() < low or array.max() > high:
         raise InputError(f"array values must lie in [{low}, {high}]", index)
-    return array
+    return array.astype(np.float32)
 
 
 def from_batch(values: NDArray[np.generic], spec: InputSpec) -> NDArray[np.float32]:
@@ -276,15 +279,15 @@ def from_batch(values: NDArray[np.generic], spec: InputSpec) -> NDArray[np.float
         return values.astype(np.float32) / np.float32(255.0)
     if values.dtype.kind != "f":
         raise InputError(f"array dtype {values.dtype} is not uint8 or floating point")
-    images = values.astype(np.float32, copy=False)
-    bad = ~np.isfinite(images).reshape(len(images), -1).all(axis=1)
+    # Checked in the array's own float width, before the cast to float32 (which could overflow).
+    bad = ~np.isfinite(values).reshape(len(values), -1).all(axis=1)
     if bad.any():
         raise InputError("array holds NaN or infinite values", int(np.argmax(bad)))
     low, high = spec.value_range
-    outside = ((images < low) | (images > high)).reshape(len(images), -1).any(axis=1)
+    outside = ((values < low) | (values > high)).reshape(len(values), -1).any(axis=1)  # type: ignore[operator]
     if outside.any():
         raise InputError(f"array values must lie in [{low}, {high}]", int(np.argmax(outside)))
-    return images
+    return values.astype(np.float32, copy=False)
 
 
 def to_uint8(images: NDArray[np.floating]) -> NDArray[np.uint8]:

@@ -23,6 +23,7 @@ from fastapi import Response
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from app.api.inputs import decimal_length
 from app.errors import ServiceError
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -154,8 +155,8 @@ def parse_infer_request(body: bytes, header_length: str | None) -> tuple[InferRe
     if header_length is None:
         header, binary = body, b""
     else:
-        size = int(header_length) if header_length.isdigit() else -1
-        if not 0 < size <= len(body):
+        size = decimal_length(header_length)
+        if size is None or not 0 < size <= len(body):
             raise refused(f"Inference-Header-Content-Length {header_length!r} is not a length within the body")
         header, binary = body[:size], body[size:]
     try:
@@ -198,13 +199,34 @@ def _input_array(tensor: RequestInput, binary: bytes, offset: int) -> tuple[NDAr
         return np.frombuffer(binary, dtype, count, offset).reshape(tensor.shape), size
     if tensor.data is None:
         raise refused(f"{where} has neither data nor binary_data_size")
-    try:
-        values = np.asarray(tensor.data, dtype=dtype)
-    except (ValueError, TypeError, OverflowError):
-        raise refused(f"{where}: data is not a rectangular list of {tensor.datatype} values") from None
+    values = _json_values(tensor.data, dtype, f"{where}: data is not a rectangular list of {tensor.datatype} values")
     if values.size != count:
         raise refused(f"{where}: data holds {values.size} values, shape {tensor.shape} needs {count}")
     return values.reshape(tensor.shape), 0
+
+
+def _json_values(data: list[Any], dtype: np.dtype[Any], message: str) -> NDArray[Any]:
+    """JSON numbers as `dtype`: booleans for BOOL, integers in range for the integer types, numbers
+    within range for the floating-point types; anything else (strings, nulls, ragged lists, values
+    the type cannot hold) is refused with `message`, never cast."""
+    try:
+        values = np.asarray(data)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        raise refused(message) from None
+    if values.size == 0:
+        return values.astype(dtype)
+    kinds = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}[dtype.kind]
+    if values.dtype.kind not in kinds:
+        raise refused(message)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if values.min() < info.min or values.max() > info.max:
+            raise refused(message)
+    elif dtype.kind == "f":
+        finite = np.abs(values[np.isfinite(values)])
+        if finite.size and finite.max() > np.finfo(dtype).max:
+            raise refused(message)  # would overflow to infinity
+    return values.astype(dtype)
 
 
 def requested_outputs(request: InferRequest, available: list[str]) -> list[tuple[str, bool]]:

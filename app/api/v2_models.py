@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.api.oip import Parameter, refused
+from app.errors import check_image_count
 from app.serving.operations import Operations
 from app.serving.registry import LoadedModel, ModelNotFoundError, ModelRegistry
 from model.decision import UncalibratedScoreError, default_importance_samples
@@ -143,6 +144,8 @@ def _check_inputs(v2: V2Model, arrays: dict[str, NDArray[Any]], max_rows: int) -
     if set(arrays) != {spec.name}:
         raise refused(f"{v2.name} takes one input, {spec.name!r}; got {', '.join(map(repr, arrays))}")
     values = arrays[spec.name]
+    if values.ndim > 0 and spec.name == "image":
+        check_image_count(len(values), max_rows)  # the same answers as /v1
     if values.ndim == 0 or not 1 <= len(values) <= max_rows:
         raise refused(f"input {spec.name!r}: the batch must hold 1 to {max_rows} rows, "
             f"got shape {list(values.shape)}",

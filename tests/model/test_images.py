@@ -91,7 +91,7 @@ def test_every_kind_of_transparency(digit: np.ndarray) -> None:
 
 
 def test_non_finite_float_pixels_are_refused() -> None:
-    with pytest.raises(InputError, match="^image 3: image holds NaN or infinite pixel values$"):
+    with pytest.raises(InputError, match=r"^image 3: image holds NaN or infinite pixel values$"):
         decode_image(case("float_nan.tif"), GREY, index=3)
     pixels = np.asarray(Image.open(io.BytesIO(case("float_ok.tif"))), np.float32).copy()
     pixels[0, 0] = np.inf
@@ -172,7 +172,9 @@ def _content(mode: str) -> Image.Image:
     image = Image.new(mode, (28, 28))
     bright = {"1": 1, "F": 1.0, "I": 65535, "P": 255, "PA": (255, 255)}.get(mode)
     if bright is None:
-        bright = 65535 if mode.startswith("I;16") else tuple(255 for _ in mode.replace(";16", "")[: len(image.getbands())])
+        bright = (
+            65535 if mode.startswith("I;16") else tuple(255 for _ in mode.replace(";16", "")[: len(image.getbands())])
+        )
     image.paste(bright, (8, 8, 20, 20))
     return image
 
