@@ -38,7 +38,7 @@ DATATYPES: dict[str, np.dtype[Any]] = {
         "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
     }.items()
 }  # fmt: skip
-Parameter = bool | int | float | str
+Parameter = Any  # any JSON value: the protocol leaves parameters open (Triton's "headers" is an object)
 
 
 def refused(message: str, status: int = 400) -> ServiceError:
@@ -81,7 +81,7 @@ class ResponseOutput(_Wire):
 class InferResponse(_Wire):
     model_name: str = Field(examples=["mnist-vae-encoder"])
     model_version: str = Field(examples=["1"])
-    id: str | None = None
+    id: str = Field(examples=["42"], description="the request's id, or the X-Request-ID of this request")
     outputs: list[ResponseOutput]
 
 
@@ -95,6 +95,19 @@ class ServerMetadata(_Wire):
     extensions: list[str] = Field(examples=[["binary_tensor_data", "model_configuration", "parameters"]])
 
 
+class ServerLive(_Wire):
+    live: bool = Field(examples=[True])
+
+
+class ServerReady(_Wire):
+    ready: bool = Field(examples=[True])
+
+
+class ModelReady(_Wire):
+    name: str = Field(examples=["mnist-vae-encoder"])
+    ready: bool = Field(examples=[True])
+
+
 class TensorMetadata(_Wire):
     name: str = Field(examples=["image"])
     datatype: str = Field(examples=["FP32"])
@@ -104,7 +117,7 @@ class TensorMetadata(_Wire):
 class ModelMetadata(_Wire):
     name: str = Field(examples=["mnist-vae-encoder"])
     versions: list[str] = Field(examples=[["1"]])
-    platform: str = Field(examples=["vaeserve"])
+    platform: str = Field(examples=["onnxruntime_onnx"])
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
 
@@ -120,7 +133,7 @@ class ModelConfig(_Wire):
     """Triton's model configuration (config.pbtxt) as JSON, for tools that read it."""
 
     name: str = Field(examples=["mnist-vae-encoder"])
-    platform: str = Field(examples=["vaeserve"])
+    platform: str = Field(examples=["onnxruntime_onnx"])
     backend: str = Field(examples=["onnxruntime"])
     max_batch_size: int = Field(examples=[256])
     input: list[ConfigTensor]

@@ -28,8 +28,12 @@ from model.preprocess import from_batch
 from model.scores import SCORE_NAMES
 
 ROLES = ("encoder", "decoder", "scorer")
-# Parameters tritonclient or the protocol itself may send, which change nothing here.
-_IGNORED = frozenset({"binary_data_output", "priority", "timeout", "sequence_id", "sequence_start", "sequence_end"})
+# Parameters tritonclient, Triton or the protocol may send, which change nothing here: Triton
+# reserves these names and every "triton_" one (its docs, "Parameters extension"); KServe's
+# client may forward HTTP headers as "headers".
+_IGNORED = frozenset({"binary_data_output", "priority", "timeout", "sequence_id", "sequence_start", "sequence_end",
+                      "headers"})  # fmt: skip
+_IGNORED_PREFIX = "triton_"
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,7 @@ def resolve(registry: ModelRegistry, name: str, version: str | None) -> V2Model:
 
 
 def _parameters(v2: V2Model, given: dict[str, Parameter]) -> Any:
-    wanted = {k: v for k, v in given.items() if k not in _IGNORED}
+    wanted = {k: v for k, v in given.items() if k not in _IGNORED and not k.startswith(_IGNORED_PREFIX)}
     try:
         return _PARAMETERS[v2.role].model_validate(wanted)
     except ValidationError as exc:
