@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from app.serving.batching import QueueFullError
 from app.serving.registry import ModelNotFoundError
-from model.errors import InputError, InputTooLargeError, InvalidImageError
+from model.errors import InputError, InputTooLargeError, InvalidImageError, UnsupportedImageError
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,23 @@ def too_many_images(count: int | None, limit: int) -> ServiceError:
     return ServiceError(413, "too-many-images", "Payload too large", f"{many} is over the limit of {limit} per request")
 
 
+def check_image_count(count: int, limit: int) -> None:
+    """Every request holds 1 to `limit` images: zero is a 422 (400 on v2), more a 413, on every endpoint."""
+    if count == 0:
+        raise ServiceError(422, "no-images", "Invalid input", f"the request holds no images; send 1 to {limit}")
+    if count > limit:
+        raise too_many_images(count, limit)
+
+
+def too_much_work(images: int, importance_samples: int, limit: int) -> ServiceError:
+    return ServiceError(
+        422, "too-much-work", "Invalid request",
+        f"{images} images x importance_samples {importance_samples} = {images * importance_samples} is over the "
+        f"limit of {limit} importance samples per request (VAESERVE_MAX_TOTAL_IMPORTANCE_SAMPLES); "
+        "send fewer images or a smaller importance_samples",
+    )  # fmt: skip
+
+
 def out_of_range(name: str, value: float, low: float, high: float) -> ServiceError:
     return ServiceError(422, "out-of-range", "Invalid request", f"{name} must be between {low} and {high}, got {value}")
 
@@ -92,6 +109,8 @@ def as_service_error(exc: Exception) -> ServiceError:
             return ServiceError(413, "image-too-large", "Image too large", str(exc))
         case InvalidImageError():
             return ServiceError(400, "invalid-image", "Invalid image", str(exc))
+        case UnsupportedImageError():
+            return ServiceError(415, "unsupported-image", "Unsupported image", str(exc))
         case InputError():
             return ServiceError(422, "invalid-input", "Invalid input", str(exc))
         case QueueFullError():

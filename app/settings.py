@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     max_traversal_dimensions: int = Field(16, ge=1)  # dimensions swept by one POST /v1/traverse
     max_traversal_steps: int = Field(32, ge=1)  # values per swept dimension
     max_traversal_range: float = Field(10.0, gt=0)  # |value| of a sweep, in prior standard deviations
+    # images x K per scoring request: the work one request can buy, checked before any is done.
+    # 256 x 64: every image a request may hold, at the shipped calibration's K.
+    max_total_importance_samples: int = Field(16384, ge=1)
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

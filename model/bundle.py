@@ -47,11 +47,21 @@ class InputSpec(_Schema):
     colour_mode: Literal["L", "RGB"]
     value_range: tuple[float, float] = (0.0, 1.0)
     resize: Literal["error", "bilinear", "nearest"] = "bilinear"
+    # What transparent pixels show: images with alpha (or a transparent palette entry or
+    # colour key) are composited over it before conversion. One grey value for every
+    # channel, or one per channel, in value_range; black for models trained on light
+    # strokes on black, like the shipped MNIST model.
+    background: tuple[float, ...] = (0.0,)
 
     @model_validator(mode="after")
     def _mode_matches_channels(self) -> InputSpec:
         if (self.colour_mode == "L") != (self.channels == 1):
             raise ValueError(f"colour_mode {self.colour_mode} does not match {self.channels} channels")
+        low, high = self.value_range
+        if len(self.background) not in (1, self.channels) or not all(low <= v <= high for v in self.background):
+            raise ValueError(
+                f"background {list(self.background)} must be 1 or {self.channels} values in [{low}, {high}]"
+            )
         return self
 
     @property

@@ -31,3 +31,11 @@ class InvalidImageError(InputError):
 
 class InputTooLargeError(InputError):
     """An input over a size limit (e.g. a decompression bomb)."""
+
+
+class UnsupportedImageError(InputError):
+    """A decodable image in a form the model cannot take (an unknown mode, an unsupported sample format)."""
+
+
+class NonFiniteOutputError(InputError):
+    """The model answered NaN or infinity for an input: the input lies outside what it can represent."""

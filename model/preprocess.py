@@ -10,15 +10,20 @@ from __future__ import annotations
 import io
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from model.bundle import InputSpec
-from model.errors import InputError, InputTooLargeError, InvalidImageError
+from model.errors import InputError, InputTooLargeError, InvalidImageError, UnsupportedImageError
 
 DEFAULT_MAX_PIXELS = 4096 * 4096  # decoded pixels per image; larger is refused unread
+# A 16-bit image whose values all lie below 2**12 and that declares no depth is ambiguous:
+# 10- and 12-bit sensor data stored in 16 bits looks exactly like that.
+_AMBIGUOUS_BELOW = 4096
+_ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
 
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
 
@@ -26,10 +31,13 @@ _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.
 def decode_image(
     data: bytes, spec: InputSpec, *, index: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> NDArray[np.float32]:
-    """Decode PNG/JPEG/... bytes into (C, H, W) float32 in [0, 1] per `spec`.
+    """Decode PNG/JPEG/TIFF/... bytes into (C, H, W) float32 in [0, 1] per `spec`.
 
     The pixel count is checked from the header before any pixel is decoded, so a
-    decompression bomb costs nothing. Alpha is dropped; 16-bit images are scaled.
+    decompression bomb costs nothing. Multi-frame images (GIF, TIFF, APNG, WebP) give their
+    first frame. Then `to_model_input` turns the picture a viewer would show into the
+    model's input. Raises InvalidImageError (not decodable), InputTooLargeError,
+    UnsupportedImageError or InputError (see `to_model_input`).
     """
     if not data:
         raise InvalidImageError("empty image", index)
@@ -41,27 +49,195 @@ def decode_image(
         raise InvalidImageError("not a decodable image", index) from None
     except Image.DecompressionBombError as exc:
         raise InputTooLargeError(str(exc), index) from None
-    except (OSError, ValueError, SyntaxError) as exc:
+    except Exception as exc:  # Pillow's format plugins raise many kinds of errors on corrupt headers
         raise InvalidImageError(f"corrupt image data ({exc})", index) from None
     width, height = image.size
     if width * height > max_pixels:
         raise InputTooLargeError(f"{width}x{height} is {width * height} pixels, over the limit of {max_pixels}", index)
     try:
-        image.load()
-    except (OSError, ValueError, SyntaxError) as exc:
+        image.load()  # the first frame
+    except Exception as exc:
         raise InvalidImageError(f"corrupt image data ({exc})", index) from None
-    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
-        # Pillow's convert("L") clips 16-bit and float images instead of scaling them.
-        scale = 65535.0 if image.mode != "F" else 1.0
-        grey = np.asarray(image, dtype=np.float32) / scale
-        image = Image.fromarray(np.clip(grey * 255.0 + 0.5, 0, 255).astype(np.uint8))
-    image = image.convert(spec.colour_mode)
+    return to_model_input(image, spec, index=index, declared=_declared_depth(image, data))
+
+
+def to_model_input(
+    image: Image.Image, spec: InputSpec, *, index: int | None = None, declared: Depth | None = None
+) -> NDArray[np.float32]:
+    """A decoded Pillow image of any mode -> (C, H, W) float32 in [0, 1] per `spec`.
+
+    In this order, so that the model scores the picture a viewer shows:
+    1. the EXIF orientation is applied (phones store photos turned, with Orientation=6);
+    2. samples of more than 8 bits are scaled by their white level (`_white_level`): the
+       declared significant bits (PNG sBIT) or maximum (TIFF MaxSampleValue), else the full
+       16-bit range; floating-point samples must be finite and in [0, 1];
+    3. transparency (an alpha channel, a transparent palette entry or colour key) is
+       composited over `spec.background`;
+    4. the colours are converted to `spec.colour_mode` (grey by ITU-R 601 luma; CIELAB
+       through a colorimetric transform), and the size per `spec.resize`.
+    Embedded ICC profiles are not applied: colours are read as sRGB.
+
+    Raises InputError for NaN or infinite pixels, values outside their range and 16-bit
+    images whose white level is ambiguous; UnsupportedImageError for samples with no
+    standard white level (32-bit or signed integers) and modes Pillow cannot convert.
+    """
+    declared = declared or Depth()
+    image = _upright(image)
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        image = _high_depth_to_8bit(image, declared, index)
+    elif declared.bits > 8:
+        _check_reduced_depth(image, index)
+    image = _flatten(image, spec.background)
+    image = _convert(image, spec.colour_mode, index)
     if image.size != (spec.width, spec.height):
         if spec.resize == "error":
+            width, height = image.size
             raise InputError(f"size {width}x{height} differs from the model's {spec.width}x{spec.height}", index)
         image = image.resize((spec.width, spec.height), _RESAMPLE[spec.resize])
     pixels = np.asarray(image, dtype=np.float32) / 255.0  # (H, W) or (H, W, C)
     return pixels.reshape(spec.height, spec.width, spec.channels).transpose(2, 0, 1)
+
+
+@dataclass(frozen=True)
+class Depth:
+    """What a file says about its samples: bits per sample, and the white level it declares."""
+
+    bits: int = 8
+    white: int | None = None  # PNG sBIT (2**bits - 1) or TIFF MaxSampleValue
+    from_sbit: bool = False  # PNG's samples may be scaled to the full range despite sBIT (its spec says so)
+    signed: bool = False  # TIFF SampleFormat 2
+
+
+def _declared_depth(image: Image.Image, data: bytes) -> Depth:
+    if image.format == "PNG":
+        chunks = _png_chunks(data)
+        ihdr, sbit = chunks.get(b"IHDR", b""), chunks.get(b"sBIT", b"")
+        bits = ihdr[8] if len(ihdr) >= 9 else 8
+        colour = sbit[:3] if len(sbit) != 2 else sbit[:1]  # grey+alpha: (grey, alpha); others end with alpha
+        significant = max(colour, default=0)
+        if 0 < significant < bits:
+            return Depth(bits, 2**significant - 1, from_sbit=True)
+        return Depth(bits)
+    if image.format == "TIFF":
+        tags = getattr(image, "tag_v2", {})
+        bits = max(_as_tuple(tags.get(258, 8)))
+        maximum = tags.get(281)  # MaxSampleValue
+        signed = 2 in _as_tuple(tags.get(339, 1))  # SampleFormat: 1 unsigned, 2 signed, 3 floating point
+        return Depth(bits, int(max(_as_tuple(maximum))) if maximum is not None else None, signed=signed)
+    return Depth()
+
+
+def _as_tuple(value: object) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, tuple) else (int(value),)  # type: ignore[call-overload]
+
+
+def _png_chunks(data: bytes) -> dict[bytes, bytes]:
+    """The chunks of a PNG before its image data (IHDR, sBIT, ...), by type."""
+    chunks: dict[bytes, bytes] = {}
+    offset = 8  # past the signature
+    while offset + 8 <= len(data):
+        length, kind = int.from_bytes(data[offset : offset + 4], "big"), data[offset + 4 : offset + 8]
+        if kind == b"IDAT":
+            break
+        chunks[kind] = data[offset + 8 : offset + 8 + length]
+        offset += 12 + length
+    return chunks
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF Orientation says, as every viewer shows it."""
+    try:
+        if image.getexif().get(ExifTags.Base.Orientation, 1) in (1, None):
+            return image
+        return ImageOps.exif_transpose(image)
+    except Exception:  # unreadable EXIF: viewers show the stored pixels, and so do we
+        return image
+
+
+def _high_depth_to_8bit(image: Image.Image, declared: Depth, index: int | None) -> Image.Image:
+    """Modes I;16*, I and F -> 8-bit "L" ("LA" with a transparent colour key), scaled by the white level."""
+    raw = np.asarray(image)
+    if image.mode == "F":
+        if not np.isfinite(raw).all():
+            raise InputError("image holds NaN or infinite pixel values", index)
+        low, high = float(raw.min()), float(raw.max())
+        if low < 0.0 or high > 1.0:
+            raise InputError(f"floating-point pixel values must lie in [0, 1], got [{low:g}, {high:g}]", index)
+        grey = raw.astype(np.float64)
+    else:
+        if declared.signed or raw.min() < 0:
+            raise UnsupportedImageError("signed integer pixels have no standard white level; send unsigned", index)
+        grey = raw / np.float64(_white_level(image, declared, int(raw.max()), index))
+    grey_image = Image.fromarray(np.clip(grey * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    key = image.info.get("transparency")
+    if isinstance(key, int):  # a 16-bit grey PNG's transparent value (tRNS)
+        alpha = Image.fromarray(np.where(raw == key, 0, 255).astype(np.uint8))
+        return Image.merge("LA", (grey_image, alpha))
+    return grey_image
+
+
+def _white_level(image: Image.Image, declared: Depth, peak: int, index: int | None) -> int:
+    """The integer value that means white, for images of more than 8 bits per sample."""
+    if declared.white is not None:
+        if peak <= declared.white:
+            return declared.white  # the data sits in the low bits, as 10- and 12-bit sensors write it
+        if declared.from_sbit:
+            return 65535  # PNG's own rule: samples scaled to the full 16-bit range
+        raise InputError(f"pixel value {peak} is over the image's MaxSampleValue {declared.white}", index)
+    if image.mode == "I" and declared.bits > 16:
+        raise UnsupportedImageError(
+            f"{declared.bits}-bit integer pixels have no standard white level; send 8- or 16-bit images, "
+            "floating point in [0, 1], or declare the white level (TIFF MaxSampleValue)",
+            index,
+        )
+    if 0 < peak < _AMBIGUOUS_BELOW:
+        raise InputError(_ambiguous(peak), index)
+    return 65535
+
+
+def _ambiguous(peak: int) -> str:
+    return (
+        f"16-bit image whose largest value {peak} fits in 12 bits, and no significant bits are declared: "
+        "is it 12-bit data (white 4095) or a dark 16-bit image (white 65535)? Scale it to 0-65535, declare its "
+        "bits (PNG sBIT, TIFF MaxSampleValue), or send 8 bits"
+    )
+
+
+def _check_reduced_depth(image: Image.Image, index: int | None) -> None:
+    """16-bit colour images reach us as their high bytes (Pillow's conversion): refuse the
+    ambiguous ones, whose values all lie below 4096, as `_white_level` does for grey."""
+    peak = int(np.asarray(image.convert("RGB")).max())
+    if 0 < peak < _AMBIGUOUS_BELOW >> 8:
+        raise InputError(
+            "16-bit colour image whose values all lie below 4096, in bits that 8-bit conversion drops "
+            "(12-bit data?): scale it to 0-65535, or send 8 bits",
+            index,
+        )
+
+
+def _flatten(image: Image.Image, background: tuple[float, ...]) -> Image.Image:
+    """Composite transparency over the background, as a viewer shows it on that background."""
+    if image.mode not in _ALPHA_MODES and "transparency" not in image.info:
+        return image
+    rgba = image.convert("LA" if image.mode == "La" else "RGBA").convert("RGBA")  # La converts to LA only
+    colour = background * 3 if len(background) == 1 else background
+    fill = (*(round(v * 255) for v in colour), 255)
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, fill), rgba).convert("RGB")
+
+
+def _convert(image: Image.Image, mode: str, index: int | None) -> Image.Image:
+    """8-bit image of any mode -> `mode` ("L" or "RGB")."""
+    if image.mode == "LAB":  # Pillow's own LAB conversion copies channels; go through a colour transform
+        try:
+            from PIL import ImageCms
+        except ImportError:
+            raise UnsupportedImageError("CIELAB images need Pillow with LittleCMS", index) from None
+        transform = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
+        image = ImageCms.applyTransform(image, transform) or image
+    try:
+        return image.convert(mode)
+    except ValueError:
+        raise UnsupportedImageError(f"images of mode {image.mode!r} cannot be converted to {mode!r}", index) from None
 
 
 def from_array(values: object, spec: InputSpec, *, index: int | None = None) -> NDArray[np.float32]:
@@ -70,9 +246,12 @@ def from_array(values: object, spec: InputSpec, *, index: int | None = None) -> 
     Accepted shapes: (C, H, W), (H, W) for one channel, or flat (C*H*W,).
     """
     try:
-        array = np.asarray(values, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise InputError("array is not a rectangular array of numbers", index) from None
+        numbers = np.asarray(values)
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        numbers = np.asarray(None)  # refused below
+    if numbers.dtype.kind not in "iuf":  # strings, nulls, booleans, ragged lists, integers past int64
+        raise InputError("array is not a rectangular array of numbers", index)
+    array = numbers.astype(np.float64)  # checked before the cast to float32, which could overflow
     shape = (spec.channels, spec.height, spec.width)
     if (array.shape == shape[1:] and spec.channels == 1) or array.shape == (math.prod(shape),):
         array = array.reshape(shape)
@@ -83,7 +262,7 @@ def from_array(values: object, spec: InputSpec, *, index: int | None = None) -> 
     low, high = spec.value_range
     if array.min() < low or array.max() > high:
         raise InputError(f"array values must lie in [{low}, {high}]", index)
-    return array
+    return array.astype(np.float32)
 
 
 def from_batch(values: NDArray[np.generic], spec: InputSpec) -> NDArray[np.float32]:
@@ -100,15 +279,15 @@ def from_batch(values: NDArray[np.generic], spec: InputSpec) -> NDArray[np.float
         return values.astype(np.float32) / np.float32(255.0)
     if values.dtype.kind != "f":
         raise InputError(f"array dtype {values.dtype} is not uint8 or floating point")
-    images = values.astype(np.float32, copy=False)
-    bad = ~np.isfinite(images).reshape(len(images), -1).all(axis=1)
+    # Checked in the array's own float width, before the cast to float32 (which could overflow).
+    bad = ~np.isfinite(values).reshape(len(values), -1).all(axis=1)
     if bad.any():
         raise InputError("array holds NaN or infinite values", int(np.argmax(bad)))
     low, high = spec.value_range
-    outside = ((images < low) | (images > high)).reshape(len(images), -1).any(axis=1)
+    outside = ((values < low) | (values > high)).reshape(len(values), -1).any(axis=1)  # type: ignore[operator]
     if outside.any():
         raise InputError(f"array values must lie in [{low}, {high}]", int(np.argmax(outside)))
-    return images
+    return values.astype(np.float32, copy=False)
 
 
 def to_uint8(images: NDArray[np.floating]) -> NDArray[np.uint8]:

@@ -11,7 +11,8 @@ answers with it, so both compute the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,12 +21,23 @@ from numpy.typing import NDArray
 
 from model import scores as S
 from model.bundle import Bundle
-from model.errors import BundleError, InputError
+from model.errors import BundleError, InputError, NonFiniteOutputError
 from model.preprocess import png_bits
 from model.scores import SCORE_NAMES
 
 F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
+
+# Latents are refused beyond this many standard deviations of the prior N(0, I). The decoder
+# was trained on posterior draws within a few units of 0; it is piecewise linear, so far out
+# its logits grow linearly (about 19 per unit for the shipped model) and every pixel is
+# already saturated to 0 or 1 by |z| = 30; past about 1e36 float32 overflows inside it and
+# answers NaN. No draw of /v1/samples (temperature <= 10) comes near 100.
+MAX_ABS_LATENT = 100.0
+# Importance samples per piece of scoring work (`score_part`). Pieces start at multiples of
+# it whatever the request, so a score does not depend on how the service splits the work;
+# at the calibration's K = 64 an image is one piece, as the whole score used to be.
+SAMPLE_CHUNK = 64
 
 _OPTIMIZATION = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -136,8 +148,9 @@ class VAERuntime:
     # -- the graphs ---------------------------------------------------------------------
 
     def encode(self, images: F32) -> tuple[F32, F32]:
-        """(N, C, H, W) in [0, 1] -> mean, log_var (N, D)."""
+        """(N, C, H, W) in [0, 1] -> mean, log_var (N, D). NonFiniteOutputError if either is not finite."""
         mean, log_var = self._encoder.run(None, {"image": np.ascontiguousarray(images, np.float32)})
+        check_finite({"mean": mean, "log_var": log_var})
         return mean, log_var
 
     def decode_params(self, z: F32) -> F32:
@@ -152,16 +165,26 @@ class VAERuntime:
         return np.clip(params, 0.0, 1.0)
 
     def decode(self, z: F32) -> F32:
-        """(N, D) latents -> (N, C, H, W) images in [0, 1]."""
-        return self.params_to_images(self.decode_params(self.check_latents(z)))
+        """(N, D) latents -> (N, C, H, W) images in [0, 1]. NonFiniteOutputError if any is not finite."""
+        images = self.params_to_images(self.decode_params(self.check_latents(z)))
+        check_finite({"image": images})
+        return images
 
-    def check_latents(self, z: F32) -> F32:
-        z = np.asarray(z, dtype=np.float32)
+    def check_latents(self, z: NDArray[np.floating]) -> F32:
+        """Latents (N, D) of any float type as float32, once finite and within +-MAX_ABS_LATENT."""
+        z = np.asarray(z)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise InputError(f"latents must have shape [N, {self.latent_dim}], got {list(z.shape)}")
         if not np.isfinite(z).all():
             raise InputError("latents hold NaN or infinite values")
-        return z
+        outside = np.abs(z) > MAX_ABS_LATENT
+        if outside.any():
+            row, col = np.argwhere(outside)[0]
+            raise InputError(
+                f"latent values must lie in [-{MAX_ABS_LATENT:g}, {MAX_ABS_LATENT:g}] ({MAX_ABS_LATENT:g} standard "
+                f"deviations of the prior); latent {row} holds {float(z[row, col]):g} at dimension {col}"
+            )
+        return z.astype(np.float32)
 
     # -- what users ask for ---------------------------------------------------------------
 
@@ -195,45 +218,102 @@ class VAERuntime:
         """All per-image scores with K = importance_samples draws from q(z|x).
 
         Every image uses the same K standard-normal draws for a given seed, so an image's
-        scores do not depend on what else is in the batch.
+        scores do not depend on what else is in the batch. Computed as `score_part`s of
+        SAMPLE_CHUNK samples joined by `join_parts`, exactly as the service computes them.
         """
         k = importance_samples
         if k < 1:
             raise InputError(f"importance_samples must be >= 1, got {k}")
         images = np.asarray(images, dtype=np.float32)
-        mean, log_var = self.encode(images)  # (N, D)
-        eps = noise(seed, (k, self.latent_dim))  # (K, D), shared across images
-        z = mean[:, None] + np.exp(0.5 * log_var)[:, None] * eps[None]  # (N, K, D)
-        flat = z.reshape(-1, self.latent_dim)  # (N*K, D): row r belongs to image r // K
+        encoded = self.encode(images)
+        parts = [self.score_part(images, seed, start, stop, encoded) for start, stop in sample_chunks(k)]
+        return join_parts(parts, k, self.input.dims)
+
+    def score_part(
+        self, images: F32, seed: int, start: int, stop: int, encoded: tuple[F32, F32] | None = None
+    ) -> dict[str, NDArray[np.generic]]:
+        """One piece of `score`: importance samples start..stop of each image (N, C, H, W).
+
+        Returns per image the sum of log p(x|z_k) ("sum_log_px") and the log-sum-exp of the
+        importance weights log p(x|z_k) + log p(z_k) - log q(z_k|x) ("lse_log_weights") over
+        those samples; the part that starts at 0 also holds everything computed from the
+        posterior mean (kl, reconstructions, mse, pixel_nll, png_bits). z_k uses row k of
+        noise(seed, (K, D)), whatever K is. NonFiniteOutputError if any output is not finite.
+        """
+        mean, log_var = encoded if encoded is not None else self.encode(images)  # (N, D)
+        eps = noise(seed, (stop, self.latent_dim))[start:]  # (k, D): the prefix of every longer draw
+        k = len(eps)
+        z = mean[:, None] + np.exp(0.5 * log_var)[:, None] * eps[None]  # (N, k, D)
+        flat = z.reshape(-1, self.latent_dim)  # (N*k, D): row r belongs to image r // k
         flat_log_px = np.empty(len(flat))
         # Decode in chunks of rows, whatever N and K: ONNX Runtime's memory grows with the
         # largest call it ever served, so no request may make one call huge.
-        for start in range(0, len(flat), self.options.decode_chunk):
-            rows = np.arange(start, min(start + self.options.decode_chunk, len(flat)))
+        for first in range(0, len(flat), self.options.decode_chunk):
+            rows = np.arange(first, min(first + self.options.decode_chunk, len(flat)))
             flat_log_px[rows] = self.log_likelihood(images[rows // k], self.decode_params(flat[rows]))
-        log_px = flat_log_px.reshape(len(images), k)  # (N, K)
+        log_px = flat_log_px.reshape(len(images), k)  # (N, k)
         log_weights = log_px + S.standard_normal_log_prob(z) - S.diag_normal_log_prob(eps[None], log_var[:, None])
-        reconstruction = -log_px.mean(axis=1)
-        kl = S.kl_to_standard_normal(mean, log_var)
-        iwae_nll = -S.iwae_log_likelihood(log_weights)
-        recon_params = self.decode_params(mean)  # (N, C, H, W)
-        recon_images = self.params_to_images(recon_params)
-        mse = ((recon_images.astype(np.float64) - images) ** 2).reshape(len(images), -1).mean(axis=1)
-        # The heatmap: which pixels the model cannot explain from the image's own code. The
-        # posterior mean rather than the K samples: one deterministic map, the one `mse` uses.
-        pixel_nll = (-self.pixel_log_likelihood(images, recon_params)).astype(np.float32)
-        lengths = png_bits(images)
-        scores = {
-            "neg_elbo": reconstruction + kl,
-            "reconstruction": reconstruction,
-            "kl": kl,
-            "iwae_nll": iwae_nll,
-            "bits_per_dim": S.bits_per_dim(iwae_nll, self.input.dims),
-            "mse": mse,
-            "png_bits": lengths,
-            "complexity": S.complexity_corrected(iwae_nll, lengths),
-        }
-        return ScoreBatch({name: scores[name] for name in SCORE_NAMES}, recon_images, pixel_nll, k)
+        part: dict[str, NDArray[np.generic]] = {"sum_log_px": log_px.sum(axis=1),
+                                                "lse_log_weights": S.log_sum_exp(log_weights)}  # fmt: skip
+        if start == 0:
+            recon_params = self.decode_params(mean)  # (N, C, H, W)
+            recon_images = self.params_to_images(recon_params)
+            part["kl"] = S.kl_to_standard_normal(mean, log_var)
+            part["reconstructions"] = recon_images
+            part["mse"] = ((recon_images.astype(np.float64) - images) ** 2).reshape(len(images), -1).mean(axis=1)
+            # The heatmap: which pixels the model cannot explain from the image's own code. The
+            # posterior mean rather than the K samples: one deterministic map, the one `mse` uses.
+            part["pixel_nll"] = (-self.pixel_log_likelihood(images, recon_params)).astype(np.float32)
+            part["png_bits"] = png_bits(images)
+        check_finite(part)
+        return part
+
+
+def sample_chunks(importance_samples: int) -> list[tuple[int, int]]:
+    """The (start, stop) sample ranges of the pieces of one score: SAMPLE_CHUNK samples each."""
+    k = importance_samples
+    return [(start, min(start + SAMPLE_CHUNK, k)) for start in range(0, k, SAMPLE_CHUNK)]
+
+
+def join_parts(parts: Sequence[Mapping[str, NDArray[np.generic]]], importance_samples: int, dims: int) -> ScoreBatch:
+    """The scores of `score_part`s covering samples 0..K, in order (the first holds the posterior-mean part).
+
+    reconstruction = -(sum of log p(x|z_k)) / K; iwae_nll = -(log-sum-exp of the parts'
+    log-sum-exps - log K): with one part, exactly what a single computation gives.
+    """
+    k, first = importance_samples, parts[0]
+    sum_log_px = np.asarray(first["sum_log_px"], np.float64)
+    for part in parts[1:]:
+        sum_log_px = sum_log_px + np.asarray(part["sum_log_px"], np.float64)
+    reconstruction = -(sum_log_px / k)
+    iwae_nll = -(S.log_sum_exp(np.stack([part["lse_log_weights"] for part in parts], axis=-1)) - math.log(k))
+    kl, lengths = np.asarray(first["kl"], np.float64), np.asarray(first["png_bits"], np.float64)
+    scores = {
+        "neg_elbo": reconstruction + kl,
+        "reconstruction": reconstruction,
+        "kl": kl,
+        "iwae_nll": iwae_nll,
+        "bits_per_dim": S.bits_per_dim(iwae_nll, dims),
+        "mse": np.asarray(first["mse"], np.float64),
+        "png_bits": lengths,
+        "complexity": S.complexity_corrected(iwae_nll, lengths),
+    }
+    return ScoreBatch(
+        {name: np.asarray(scores[name], np.float64) for name in SCORE_NAMES},
+        np.asarray(first["reconstructions"], np.float32),
+        np.asarray(first["pixel_nll"], np.float32),
+        k,
+    )
+
+
+def check_finite(outputs: Mapping[str, NDArray[np.generic]]) -> None:
+    """NonFiniteOutputError naming the first output holding NaN or infinity: never send what the model did not mean."""
+    for name, values in outputs.items():
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            raise NonFiniteOutputError(
+                f"the model's {name} is not finite (NaN or infinite) for this input: "
+                "it lies outside what the model can represent"
+            )
 
 
 def batched_scores(

@@ -99,11 +99,18 @@ def kl_to_standard_normal(mean: FloatArray, log_var: FloatArray) -> NDArray[np.f
 
 def iwae_log_likelihood(log_weights: FloatArray) -> NDArray[np.float64]:
     """log p(x) ~ logsumexp_k log w_k - log K, for log_weights (N, K) -> (N,) (Burda et al. 2016)."""
-    log_weights = log_weights.astype(np.float64)
-    k = log_weights.shape[-1]
-    top = log_weights.max(axis=-1, keepdims=True)
-    summed = np.log(np.exp(log_weights - top).sum(axis=-1)) + top[..., 0]
-    return summed - math.log(k)
+    return log_sum_exp(log_weights) - math.log(log_weights.shape[-1])
+
+
+def log_sum_exp(values: FloatArray) -> NDArray[np.float64]:
+    """log sum_k exp(values_k) over the last axis, stably: (..., K) -> (...).
+
+    Also combines the sums of parts: log_sum_exp of the parts' log_sum_exp is the whole's,
+    and for a single part it is that part's value exactly.
+    """
+    values = values.astype(np.float64)
+    top = values.max(axis=-1, keepdims=True)
+    return np.log(np.exp(values - top).sum(axis=-1)) + top[..., 0]
 
 
 def bits_per_dim(nll_nats: FloatArray | float, dims: int) -> NDArray[np.float64]:

@@ -15,6 +15,7 @@ import base64
 import binascii
 import io
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,14 @@ from numpy.typing import NDArray
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from app.errors import ServiceError, body_too_large, empty_body, too_many_images, unsupported_media_type
+from app.errors import (
+    ServiceError,
+    body_too_large,
+    check_image_count,
+    empty_body,
+    too_many_images,
+    unsupported_media_type,
+)
 from app.serving.operations import Codes
 from app.settings import Settings
 from model.bundle import InputSpec
@@ -39,10 +47,18 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
+def decimal_length(text: str | None) -> int | None:
+    """A length header's value: ASCII digits only (str.isdigit also takes "²" and "٣"), at most
+    18 of them (so int() never meets Python's digit limit); None for anything else."""
+    if text is None or not 0 < len(text) <= 18 or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refused with 413 as soon as it passes `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    declared = decimal_length(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
         raise body_too_large(limit)
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -63,6 +79,8 @@ async def read_json(request: Request, limit: int) -> Any:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ServiceError(400, "invalid-json", "Invalid JSON", f"the body is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ServiceError(400, "invalid-json", "Invalid JSON", "the JSON body is nested too deeply") from None
 
 
 async def read_images(request: Request, spec: InputSpec, settings: Settings) -> NDArray[np.float32]:
@@ -103,16 +121,36 @@ async def read_codes(request: Request, spec: InputSpec, settings: Settings) -> C
 
 
 def _read_npy(body: bytes, spec: InputSpec, settings: Settings) -> NDArray[np.float32]:
-    """A .npy file: (N, C, H, W) or (N, H, W), uint8 or float in [0, 1]; no pickles."""
+    """A .npy file: (N, C, H, W) or (N, H, W), uint8 or float in [0, 1]; no pickles.
+
+    The header is read and checked first: a shape whose size does not match the bytes that
+    follow is refused before anything is allocated (np.load would allocate what it claims).
+    """
     if not body:
         raise empty_body()
+    stream = io.BytesIO(body)
     try:
-        values = np.load(io.BytesIO(body), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ServiceError(400, "invalid-npy", "Invalid array", f"the body is not a .npy array ({exc})") from None
-    if values.ndim >= 3 and len(values) > settings.max_images_per_request:
-        raise too_many_images(len(values), settings.max_images_per_request)
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(stream)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise _invalid_npy(str(exc)) from None
+    if dtype.kind not in "uif":  # objects (pickles), strings, structured, subarray and complex dtypes
+        raise InputError(f"array dtype {dtype} is not uint8 or floating point")
+    if any(d < 0 for d in shape):
+        raise _invalid_npy(f"shape {list(shape)} has a negative dimension")
+    data = memoryview(body)[stream.tell() :]
+    needed = math.prod(shape) * dtype.itemsize
+    if needed != len(data):
+        raise _invalid_npy(f"shape {list(shape)} of {dtype} needs {needed} bytes, the body has {len(data)}")
+    if len(shape) >= 3:
+        check_image_count(shape[0], settings.max_images_per_request)
+    values = np.frombuffer(data, dtype, math.prod(shape)).reshape(shape, order="F" if fortran_order else "C")
     return from_batch(values, spec)
+
+
+def _invalid_npy(reason: str) -> ServiceError:
+    return ServiceError(400, "invalid-npy", "Invalid array", f"the body is not a .npy array ({reason})")
 
 
 def _decode(data: bytes, spec: InputSpec, index: int, settings: Settings) -> NDArray[np.float32]:
@@ -134,10 +172,7 @@ async def _read_multipart(request: Request, spec: InputSpec, settings: Settings)
         ) from None
     try:
         uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
-        if not uploads:
-            raise ServiceError(400, "no-files", "No files", "the multipart body holds no files")
-        if len(uploads) > limit:
-            raise too_many_images(len(uploads), limit)
+        check_image_count(len(uploads), limit)
         return [_decode(await upload.read(), spec, i, settings) for i, upload in enumerate(uploads)]
     finally:
         await form.close()
@@ -148,10 +183,9 @@ def _read_json_images(payload: Any, spec: InputSpec, settings: Settings) -> list
         raise InputError('the JSON body must be an object with "images" (base64 strings) or "arrays"')
     key = "images" if "images" in payload else "arrays"
     items = payload[key]
-    if not isinstance(items, list) or not items:
-        raise InputError(f'"{key}" must be a non-empty list')
-    if len(items) > settings.max_images_per_request:
-        raise too_many_images(len(items), settings.max_images_per_request)
+    if not isinstance(items, list):
+        raise InputError(f'"{key}" must be a list')
+    check_image_count(len(items), settings.max_images_per_request)
     if key == "arrays":
         return [from_array(item, spec, index=i) for i, item in enumerate(items)]
     return [_decode(_base64(item, i), spec, i, settings) for i, item in enumerate(items)]

@@ -6,6 +6,9 @@ the deadline, and one structured access-log line per request.
 - In-flight limit: past `max_concurrent_requests` a request gets 503 with Retry-After at
   once, instead of queueing without bound. Health checks are never refused.
 - Deadline: a request unanswered after `request_timeout_s` gets 504; its work is cancelled.
+- Client gone: a request whose client disconnects before its answer starts is cancelled
+  too (logged with status 499, nginx's "client closed request"), so no work is done for
+  nobody. Scoring stops at its next piece (app/serving/registry.py).
 - The access log holds method, path, status, duration and request id: never bodies,
   query strings (they may hold keys) or headers.
 """
@@ -65,7 +68,8 @@ class RequestMiddleware:
             self.metrics.in_flight.inc()
             try:
                 async with asyncio.timeout(self.settings.request_timeout_s):
-                    await self.app(scope, receive, send_with_id)
+                    if await _cancelled_on_disconnect(self.app, scope, receive, send_with_id):
+                        status = 499
             except TimeoutError:
                 if status == 0:  # nothing sent yet: we can still answer
                     detail = f"the request took longer than {self.settings.request_timeout_s:g} s"
@@ -104,3 +108,46 @@ def _request_id(scope: Scope) -> str:
                 return candidate
             break
     return uuid.uuid4().hex
+
+
+async def _cancelled_on_disconnect(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> bool:
+    """Run the app; cancel it if the client disconnects once the body is read and before the
+    answer starts. True when it was cancelled so.
+
+    The app reads the body through `receive`; after that nothing of it reads again, so a
+    watcher waits on `receive` for the server's `http.disconnect`. (Once the answer is sent,
+    servers report a disconnect at once: it is ignored then.)
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    body_read = asyncio.Event()
+    started = gone = False
+
+    async def receive_body() -> Message:
+        message = await receive()
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            body_read.set()
+        return message
+
+    async def send_started(message: Message) -> None:
+        nonlocal started
+        started = started or message["type"] == "http.response.start"
+        await send(message)
+
+    async def watch() -> None:
+        nonlocal gone
+        await body_read.wait()
+        if (await receive())["type"] == "http.disconnect" and not started:
+            gone = True
+            task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await app(scope, receive_body, send_started)
+    except asyncio.CancelledError:
+        if not gone or task.uncancel() > 0:  # someone else's cancellation (the deadline, shutdown)
+            raise
+        return True
+    finally:
+        watcher.cancel()
+    return False

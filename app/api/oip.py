@@ -23,6 +23,7 @@ from fastapi import Response
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from app.api.inputs import decimal_length
 from app.errors import ServiceError
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -37,7 +38,7 @@ DATATYPES: dict[str, np.dtype[Any]] = {
         "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
     }.items()
 }  # fmt: skip
-Parameter = bool | int | float | str
+Parameter = Any  # any JSON value: the protocol leaves parameters open (Triton's "headers" is an object)
 
 
 def refused(message: str, status: int = 400) -> ServiceError:
@@ -80,7 +81,7 @@ class ResponseOutput(_Wire):
 class InferResponse(_Wire):
     model_name: str = Field(examples=["mnist-vae-encoder"])
     model_version: str = Field(examples=["1"])
-    id: str | None = None
+    id: str = Field(examples=["42"], description="the request's id, or the X-Request-ID of this request")
     outputs: list[ResponseOutput]
 
 
@@ -94,6 +95,19 @@ class ServerMetadata(_Wire):
     extensions: list[str] = Field(examples=[["binary_tensor_data", "model_configuration", "parameters"]])
 
 
+class ServerLive(_Wire):
+    live: bool = Field(examples=[True])
+
+
+class ServerReady(_Wire):
+    ready: bool = Field(examples=[True])
+
+
+class ModelReady(_Wire):
+    name: str = Field(examples=["mnist-vae-encoder"])
+    ready: bool = Field(examples=[True])
+
+
 class TensorMetadata(_Wire):
     name: str = Field(examples=["image"])
     datatype: str = Field(examples=["FP32"])
@@ -103,7 +117,7 @@ class TensorMetadata(_Wire):
 class ModelMetadata(_Wire):
     name: str = Field(examples=["mnist-vae-encoder"])
     versions: list[str] = Field(examples=[["1"]])
-    platform: str = Field(examples=["vaeserve"])
+    platform: str = Field(examples=["onnxruntime_onnx"])
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
 
@@ -119,7 +133,7 @@ class ModelConfig(_Wire):
     """Triton's model configuration (config.pbtxt) as JSON, for tools that read it."""
 
     name: str = Field(examples=["mnist-vae-encoder"])
-    platform: str = Field(examples=["vaeserve"])
+    platform: str = Field(examples=["onnxruntime_onnx"])
     backend: str = Field(examples=["onnxruntime"])
     max_batch_size: int = Field(examples=[256])
     input: list[ConfigTensor]
@@ -154,8 +168,8 @@ def parse_infer_request(body: bytes, header_length: str | None) -> tuple[InferRe
     if header_length is None:
         header, binary = body, b""
     else:
-        size = int(header_length) if header_length.isdigit() else -1
-        if not 0 < size <= len(body):
+        size = decimal_length(header_length)
+        if size is None or not 0 < size <= len(body):
             raise refused(f"Inference-Header-Content-Length {header_length!r} is not a length within the body")
         header, binary = body[:size], body[size:]
     try:
@@ -198,13 +212,34 @@ def _input_array(tensor: RequestInput, binary: bytes, offset: int) -> tuple[NDAr
         return np.frombuffer(binary, dtype, count, offset).reshape(tensor.shape), size
     if tensor.data is None:
         raise refused(f"{where} has neither data nor binary_data_size")
-    try:
-        values = np.asarray(tensor.data, dtype=dtype)
-    except (ValueError, TypeError, OverflowError):
-        raise refused(f"{where}: data is not a rectangular list of {tensor.datatype} values") from None
+    values = _json_values(tensor.data, dtype, f"{where}: data is not a rectangular list of {tensor.datatype} values")
     if values.size != count:
         raise refused(f"{where}: data holds {values.size} values, shape {tensor.shape} needs {count}")
     return values.reshape(tensor.shape), 0
+
+
+def _json_values(data: list[Any], dtype: np.dtype[Any], message: str) -> NDArray[Any]:
+    """JSON numbers as `dtype`: booleans for BOOL, integers in range for the integer types, numbers
+    within range for the floating-point types; anything else (strings, nulls, ragged lists, values
+    the type cannot hold) is refused with `message`, never cast."""
+    try:
+        values = np.asarray(data)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        raise refused(message) from None
+    if values.size == 0:
+        return values.astype(dtype)
+    kinds = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}[dtype.kind]
+    if values.dtype.kind not in kinds:
+        raise refused(message)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if values.min() < info.min or values.max() > info.max:
+            raise refused(message)
+    elif dtype.kind == "f":
+        finite = np.abs(values[np.isfinite(values)])
+        if finite.size and finite.max() > np.finfo(dtype).max:
+            raise refused(message)  # would overflow to infinity
+    return values.astype(dtype)
 
 
 def requested_outputs(request: InferRequest, available: list[str]) -> list[tuple[str, bool]]:

@@ -148,7 +148,7 @@ def _rectangular(latents: list[list[float]], dim: int) -> NDArray[np.float32]:
             raise ServiceError(
                 422, "invalid-input", "Invalid input", f"latent {i} has {len(row)} values, the model takes {dim}"
             )
-    return np.asarray(latents, dtype=np.float32)
+    return np.asarray(latents, dtype=np.float64)  # range-checked before the cast to float32 (model/runtime.py)
 
 
 @router.get(

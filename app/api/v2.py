@@ -24,7 +24,10 @@ from app.api.oip import (
     InferResponse,
     ModelConfig,
     ModelMetadata,
+    ModelReady,
+    ServerLive,
     ServerMetadata,
+    ServerReady,
     TensorMetadata,
     decompress,
     infer_response,
@@ -49,7 +52,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         503: "not ready or overloaded",
     }.items()
 }
-PLATFORM = "vaeserve"
+PLATFORM = "onnxruntime_onnx"  # the protocol's <project>_<format> convention, as Triton names it
 
 
 def render_error(error: ServiceError) -> Response:
@@ -121,26 +124,25 @@ async def get_server_metadata(request: Request) -> ServerMetadata:
     return ServerMetadata(name="vaeserve", version=request.app.version, extensions=EXTENSIONS)
 
 
-@health_router.get(
-    "/health/live",
-    summary="Liveness: 200 while the process answers.",
-    response_class=Response,
-    responses={200: {"description": "live"}},
-)
-async def get_server_live() -> Response:
-    return Response()
+# The protocol's own OpenAPI file names the path "/v2/": answered too, not redirected.
+router.add_api_route("/", get_server_metadata, methods=["GET"], response_model=ServerMetadata, include_in_schema=False)
+
+
+@health_router.get("/health/live", summary="Liveness: 200 while the process answers.", response_model=ServerLive)
+async def get_server_live() -> ServerLive:
+    return ServerLive(live=True)
 
 
 @health_router.get(
     "/health/ready",
     summary="Readiness: 200 once every model is loaded and warmed up, 400 before (the protocol's 4xx).",
-    response_class=Response,
-    responses={200: {"description": "ready"}, 400: {"description": "not ready", "model": ErrorResponse}},
+    response_model=ServerReady,
+    responses={400: {"description": "not ready", "model": ErrorResponse}},
 )
-async def get_server_ready(request: Request) -> Response:
+async def get_server_ready(request: Request) -> ServerReady:
     if request.app.state.registry is None:
         raise refused("models are still loading")
-    return Response()
+    return ServerReady(ready=True)
 
 
 @_model_route("get", "", summary="Model metadata: its versions, inputs and outputs.", response_model=ModelMetadata)
@@ -159,11 +161,10 @@ async def get_model_metadata(v2: V2ModelDep, registry: RegistryDep) -> ModelMeta
     "get",
     "/ready",
     summary="Model readiness: 200 when the model (and version) is loaded; models load before the server is ready.",
-    response_class=Response,
-    responses={200: {"description": "ready"}},
+    response_model=ModelReady,
 )
-async def get_model_ready(v2: V2ModelDep) -> Response:
-    return Response()
+async def get_model_ready(v2: V2ModelDep) -> ModelReady:
+    return ModelReady(name=v2.name, ready=True)
 
 
 @_model_route(
@@ -208,7 +209,6 @@ async def infer(request: Request, v2: V2ModelDep, settings: SettingsDep, ops: Op
     inference, arrays = parse_infer_request(body, request.headers.get(HEADER_LENGTH))
     outputs = requested_outputs(inference, [t.name for t in v2.outputs])
     results = await execute(v2, arrays, inference.parameters, ops)
-    head = {"model_name": v2.name, "model_version": v2.version}
-    if inference.id is not None:
-        head["id"] = inference.id
+    # The request's id, else the request id of the logs: KServe's InferenceResponse requires one.
+    head = {"model_name": v2.name, "model_version": v2.version, "id": inference.id or request.state.request_id}
     return infer_response(head, outputs, results, v2.datatypes)

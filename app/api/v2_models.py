@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.api.oip import Parameter, refused
+from app.errors import check_image_count
 from app.serving.operations import Operations
 from app.serving.registry import LoadedModel, ModelNotFoundError, ModelRegistry
 from model.decision import UncalibratedScoreError, default_importance_samples
@@ -27,8 +28,12 @@ from model.preprocess import from_batch
 from model.scores import SCORE_NAMES
 
 ROLES = ("encoder", "decoder", "scorer")
-# Parameters tritonclient or the protocol itself may send, which change nothing here.
-_IGNORED = frozenset({"binary_data_output", "priority", "timeout", "sequence_id", "sequence_start", "sequence_end"})
+# Parameters tritonclient, Triton or the protocol may send, which change nothing here: Triton
+# reserves these names and every "triton_" one (its docs, "Parameters extension"); KServe's
+# client may forward HTTP headers as "headers".
+_IGNORED = frozenset({"binary_data_output", "priority", "timeout", "sequence_id", "sequence_start", "sequence_end",
+                      "headers"})  # fmt: skip
+_IGNORED_PREFIX = "triton_"
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,7 @@ def resolve(registry: ModelRegistry, name: str, version: str | None) -> V2Model:
 
 
 def _parameters(v2: V2Model, given: dict[str, Parameter]) -> Any:
-    wanted = {k: v for k, v in given.items() if k not in _IGNORED}
+    wanted = {k: v for k, v in given.items() if k not in _IGNORED and not k.startswith(_IGNORED_PREFIX)}
     try:
         return _PARAMETERS[v2.role].model_validate(wanted)
     except ValidationError as exc:
@@ -143,6 +148,8 @@ def _check_inputs(v2: V2Model, arrays: dict[str, NDArray[Any]], max_rows: int) -
     if set(arrays) != {spec.name}:
         raise refused(f"{v2.name} takes one input, {spec.name!r}; got {', '.join(map(repr, arrays))}")
     values = arrays[spec.name]
+    if values.ndim > 0 and spec.name == "image":
+        check_image_count(len(values), max_rows)  # the same answers as /v1
     if values.ndim == 0 or not 1 <= len(values) <= max_rows:
         raise refused(f"input {spec.name!r}: the batch must hold 1 to {max_rows} rows, "
             f"got shape {list(values.shape)}",

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from app.errors import ServiceError, check_range
+from app.errors import ServiceError, check_image_count, check_range, too_much_work
 from app.serving.registry import LoadedModel
 from app.settings import Settings
 from model import latent_paths as paths
@@ -85,11 +85,12 @@ class Operations:
 
     async def encode(self, model: LoadedModel, images: F32, *, sample: bool = False, seed: int = 0) -> Encoded:
         """q(z|x) for images (N, C, H, W); with `sample`, one seeded draw z = mean + exp(log_var/2) * eps."""
+        check_image_count(len(images), self.settings.max_images_per_request)
         mean, log_var = await model.encode(images)
         return Encoded(mean, log_var, sample_posterior(mean, log_var, seed) if sample else None)
 
     async def decode(self, model: LoadedModel, z: F32) -> F32:
-        """Latents (N, D) -> images (N, C, H, W) in [0, 1]."""
+        """Latents (N, D) -> images (N, C, H, W) in [0, 1]; refused beyond MAX_ABS_LATENT (model/runtime.py)."""
         check_range("number of latents", len(z), 1, self.settings.max_images_per_request)
         return await model.decode(z)
 
@@ -113,11 +114,15 @@ class Operations:
 
         K defaults to the calibration's, so the scores compare with its threshold; `score`
         and `false_positive_rate` to the calibration's choice. A score the bundle did not
-        calibrate is refused (UncalibratedScoreError) before any work is done.
+        calibrate is refused (UncalibratedScoreError), and so is work over the budget of
+        max_total_importance_samples (N x K), before any work is done.
         """
         calibration = model.manifest.calibration
         decision_score(calibration, score)
+        check_image_count(len(images), self.settings.max_images_per_request)
         k = self._importance_samples(model, importance_samples)
+        if len(images) * k > self.settings.max_total_importance_samples:
+            raise too_much_work(len(images), k, self.settings.max_total_importance_samples)
         scores = await model.score(images, k, seed)
         return Scored(scores, decide(calibration, scores.scores, score, false_positive_rate), k, seed)
 

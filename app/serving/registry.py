@@ -20,7 +20,7 @@ from app.serving.batching import BatchFn, MicroBatcher, Outputs, PassThrough
 from app.settings import Settings
 from model.bundle import Manifest, list_repository, load_bundle
 from model.errors import BundleError
-from model.runtime import RuntimeOptions, ScoreBatch, VAERuntime
+from model.runtime import RuntimeOptions, ScoreBatch, VAERuntime, join_parts, sample_chunks
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,8 @@ class LoadedModel:
             return {"images": rt.decode(z)}
 
         def score(key: Hashable, images: NDArray[np.float32]) -> Outputs:
-            importance_samples, seed = cast(tuple[int, int], key)
-            return rt.score(images, importance_samples, seed).arrays()
+            seed, start, stop = cast(tuple[int, int, int], key)
+            return rt.score_part(images, seed, start, stop)
 
         return {"encode": encode, "decode": decode, "score": score}
 
@@ -100,9 +100,19 @@ class LoadedModel:
         return out["images"]  # type: ignore[return-value]
 
     async def score(self, images: NDArray[np.float32], importance_samples: int, seed: int) -> ScoreBatch:
-        """Every score of every image, with K = importance_samples draws from `seed`."""
-        out = await self.executors["score"].submit((importance_samples, seed), images)
-        return ScoreBatch.from_arrays(out, importance_samples)
+        """Every score of every image, with K = importance_samples draws from `seed`.
+
+        The work goes to the executor in pieces of SAMPLE_CHUNK samples (model/runtime.py),
+        one at a time: a request has at most one piece queued, so the pieces of every request
+        in flight take turns (round robin) and a light request never waits for all of a heavy
+        one's. When the request is cancelled (its deadline passed, its client left), no
+        further piece is queued, and a queued one is skipped. Pieces with equal (seed, samples)
+        from concurrent requests are still batched together.
+        """
+        parts = []
+        for start, stop in sample_chunks(importance_samples):
+            parts.append(await self.executors["score"].submit((seed, start, stop), images))
+        return join_parts(parts, importance_samples, self.manifest.input.dims)
 
 
 async def reload_registry(state: Any, settings: Settings, lock: asyncio.Lock) -> ModelRegistry:

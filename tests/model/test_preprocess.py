@@ -46,9 +46,11 @@ def test_grey_image_is_expanded_for_an_rgb_model(digit: np.ndarray) -> None:
     np.testing.assert_array_equal(out[0], out[2])
 
 
-def test_alpha_is_dropped(digit: np.ndarray) -> None:
-    rgba = np.dstack([digit, digit, digit, np.full_like(digit, 7)])
+def test_alpha_is_composited_over_the_background(digit: np.ndarray) -> None:
+    rgba = np.dstack([digit, digit, digit, np.full_like(digit, 255)])
     np.testing.assert_array_equal(decode_image(png_bytes(rgba), GREY)[0], digit / np.float32(255.0))
+    rgba[..., 3] = 0  # fully transparent: only the background (black) shows
+    np.testing.assert_array_equal(decode_image(png_bytes(rgba), GREY), 0.0)
 
 
 def test_odd_size_is_resized_per_the_spec() -> None:

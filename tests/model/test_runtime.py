@@ -11,10 +11,21 @@ import pytest
 import torch
 
 from model.bundle import Bundle, load_bundle, write_bundle
-from model.errors import BundleError, InputError
+from model.errors import BundleError, InputError, NonFiniteOutputError
 from model.preprocess import png_bits
-from model.runtime import RuntimeOptions, VAERuntime, batched_scores, noise, sample_posterior
-from model.scores import SCORE_NAMES
+from model.runtime import (
+    MAX_ABS_LATENT,
+    SAMPLE_CHUNK,
+    RuntimeOptions,
+    VAERuntime,
+    batched_scores,
+    check_finite,
+    join_parts,
+    noise,
+    sample_chunks,
+    sample_posterior,
+)
+from model.scores import SCORE_NAMES, diag_normal_log_prob, iwae_log_likelihood, standard_normal_log_prob
 from training.config import RunConfig
 from training.nets import VAE
 from training.objective import kl_to_standard_normal, log_likelihood
@@ -148,3 +159,42 @@ def test_pixel_nll_is_the_posterior_mean_reconstructions_and_finds_a_corrupted_p
     inside = np.zeros((28, 28), bool)
     inside[2:8, 2:8] = True
     assert (heat[:, inside].mean(axis=1) > 3 * heat[:, ~inside].mean(axis=1)).all()  # a 2-epoch model: ~5x
+
+
+def test_scores_are_the_same_whatever_the_pieces(runtime: VAERuntime, digit_images: np.ndarray) -> None:
+    images = digit_images[:5]
+    k = 2 * SAMPLE_CHUNK + 7  # three pieces, the last one short
+    assert sample_chunks(k) == [(0, 64), (64, 128), (128, 135)]
+    np.testing.assert_array_equal(noise(3, (k, 4))[64:128], noise(3, (128, 4))[64:])  # every draw's prefix
+    whole = runtime.score(images, k, seed=3)
+    # As the service computes it: each piece on its own, on any split of the images.
+    parts = [
+        {name: np.concatenate([runtime.score_part(rows, 3, a, b)[name], runtime.score_part(more, 3, a, b)[name]])
+         for name in runtime.score_part(images[:1], 3, a, b)}
+        for a, b in sample_chunks(k)
+        for rows, more in [(images[:2], images[2:])]
+    ]  # fmt: skip
+    pieced = join_parts(parts, k, runtime.input.dims)
+    for name in SCORE_NAMES:
+        np.testing.assert_array_equal(pieced[name], whole[name], err_msg=name)
+    np.testing.assert_array_equal(pieced.pixel_nll, whole.pixel_nll)
+    # One piece (K <= 64) is exactly the single-pass IWAE bound of model/scores.py.
+    mean, log_var = runtime.encode(images)
+    eps = noise(3, (8, 4))
+    z = mean[:, None] + np.exp(0.5 * log_var)[:, None] * eps[None]
+    log_px = np.stack([runtime.log_likelihood(images, runtime.decode_params(z[:, j])) for j in range(8)], axis=1)
+    log_w = log_px + standard_normal_log_prob(z) - diag_normal_log_prob(eps[None], log_var[:, None])
+    np.testing.assert_allclose(runtime.score(images, 8, seed=3)["iwae_nll"], -iwae_log_likelihood(log_w), rtol=1e-12)
+
+
+def test_latents_beyond_the_range_and_non_finite_outputs_are_refused(runtime: VAERuntime) -> None:
+    z = np.zeros((2, 4))
+    z[1, 2] = MAX_ABS_LATENT
+    assert np.isfinite(runtime.decode(z)).all()  # the boundary itself decodes
+    z[1, 2] = np.nextafter(MAX_ABS_LATENT, np.inf)
+    with pytest.raises(
+        InputError, match=r"latent values must lie in \[-100, 100\] .* latent 1 holds 100 at dimension 2"
+    ):
+        runtime.decode(z)
+    with pytest.raises(NonFiniteOutputError, match="the model's image is not finite"):
+        check_finite({"image": np.array([0.5, np.nan], np.float32)})

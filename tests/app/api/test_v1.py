@@ -316,7 +316,7 @@ def test_requests_pick_a_model_by_name_and_version(client: TestClient, digit_png
          "the body is not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"),
         ({"json": {"pictures": []}}, 422, "Invalid input",
          'the JSON body must be an object with "images" (base64 strings) or "arrays"'),
-        ({"json": {"arrays": []}}, 422, "Invalid input", '"arrays" must be a non-empty list'),
+        ({"json": {"arrays": []}}, 422, "Invalid input", "the request holds no images; send 1 to 8"),
         ({"json": {"arrays": [[[0.5] * 28] * 27 + [[0.5] * 27]]}}, 422, "Invalid input",
          "image 0: array is not a rectangular array of numbers"),
         ({"json": {"arrays": [[[0.5] * 28] * 27]}}, 422, "Invalid input",
@@ -346,7 +346,7 @@ def test_the_failing_image_is_named(client: TestClient, digit_pngs) -> None:
     r = client.post("/v1/encode", content=truncated, headers={"content-type": "image/png"})
     assert_problem(r, 400, "Invalid image", "image 0: corrupt image data (image file is truncated)")
     r = client.post("/v1/encode", files=[("field", (None, "just text"))])
-    assert_problem(r, 400, "No files", "the multipart body holds no files")
+    assert_problem(r, 422, "Invalid input", "the request holds no images; send 1 to 8")
 
 
 @pytest.mark.parametrize(
