@@ -64,13 +64,19 @@ def unsupported_media_type(content_type: str, accepted: str) -> ServiceError:
 
 
 def body_too_large(limit: int) -> ServiceError:
-    return ServiceError(413, "body-too-large", "Payload too large", f"the body is over the limit of {limit} bytes")
+    return ServiceError(
+        413, "body-too-large", "Payload too large",
+        f"the body is over the limit of {limit} bytes (VAESERVE_MAX_BODY_BYTES)",
+    )  # fmt: skip
 
 
 def too_many_images(count: int | None, limit: int) -> ServiceError:
     """413 for a request over the images-per-request limit; `count` None when parsing stopped at the limit."""
     many = f"{count} images" if count is not None else f"more than {limit} images"
-    return ServiceError(413, "too-many-images", "Payload too large", f"{many} is over the limit of {limit} per request")
+    return ServiceError(
+        413, "too-many-images", "Payload too large",
+        f"{many} is over the limit of {limit} per request (VAESERVE_MAX_IMAGES_PER_REQUEST)",
+    )  # fmt: skip
 
 
 def check_image_count(count: int, limit: int) -> None:
@@ -90,14 +96,17 @@ def too_much_work(images: int, importance_samples: int, limit: int) -> ServiceEr
     )  # fmt: skip
 
 
-def out_of_range(name: str, value: float, low: float, high: float) -> ServiceError:
-    return ServiceError(422, "out-of-range", "Invalid request", f"{name} must be between {low} and {high}, got {value}")
+def out_of_range(name: str, value: float, low: float, high: float, setting: str | None = None) -> ServiceError:
+    where = f" ({setting})" if setting else ""
+    return ServiceError(
+        422, "out-of-range", "Invalid request", f"{name} must be between {low} and {high}{where}, got {value}"
+    )
 
 
-def check_range(name: str, value: float, low: float, high: float) -> None:
-    """A 422 naming the parameter when `value` is outside [low, high]."""
+def check_range(name: str, value: float, low: float, high: float, setting: str | None = None) -> None:
+    """A 422 naming the parameter, and the VAESERVE_ `setting` that sets the bound if one does."""
     if not low <= value <= high:
-        raise out_of_range(name, value, low, high)
+        raise out_of_range(name, value, low, high, setting)
 
 
 def as_service_error(exc: Exception) -> ServiceError:
@@ -106,7 +115,7 @@ def as_service_error(exc: Exception) -> ServiceError:
         case ServiceError():
             return exc
         case InputTooLargeError():
-            return ServiceError(413, "image-too-large", "Image too large", str(exc))
+            return ServiceError(413, "image-too-large", "Image too large", f"{exc} (VAESERVE_MAX_PIXELS_PER_IMAGE)")
         case InvalidImageError():
             return ServiceError(400, "invalid-image", "Invalid image", str(exc))
         case UnsupportedImageError():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -47,8 +48,10 @@ def decode_image(
             image: Image.Image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise InvalidImageError("not a decodable image", index) from None
-    except Image.DecompressionBombError as exc:
-        raise InputTooLargeError(str(exc), index) from None
+    except Image.DecompressionBombError as exc:  # past twice Pillow's own limit: say ours, not Pillow's
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{pixels[1]} pixels" if pixels else "over Pillow's decompression-bomb limit"
+        raise InputTooLargeError(f"{size}, over the limit of {max_pixels}", index) from None
     except Exception as exc:  # Pillow's format plugins raise many kinds of errors on corrupt headers
         raise InvalidImageError(f"corrupt image data ({exc})", index) from None
     width, height = image.size

@@ -157,7 +157,7 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     except zlib.error as exc:
         raise refused(f"the body is not valid {encoding} data ({exc})") from None
     if len(data) > limit:
-        raise refused(f"the decompressed body is over the limit of {limit} bytes", 413)
+        raise refused(f"the decompressed body is over the limit of {limit} bytes (VAESERVE_MAX_BODY_BYTES)", 413)
     return data
 
 

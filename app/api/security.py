@@ -14,6 +14,8 @@ from fastapi import Request
 from app.errors import ServiceError
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="vaeserve"'}
+MISSING_KEY = "an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>"
+WRONG_KEY = "the API key is not valid (the server's keys are its VAESERVE_API_KEYS)"
 
 
 def presented_key(request: Request) -> str | None:
@@ -37,6 +39,18 @@ async def require_api_key(request: Request) -> None:
         return
     presented = presented_key(request)
     if presented is None:
-        raise ServiceError(401, "unauthorized", "Unauthorized", "an API key is required", CHALLENGE)
+        raise ServiceError(
+            401,
+            "unauthorized",
+            "Unauthorized",
+            "an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>",
+            CHALLENGE,
+        )
     if not key_is_valid(presented, keys):
-        raise ServiceError(401, "unauthorized", "Unauthorized", "the API key is not valid", CHALLENGE)
+        raise ServiceError(
+            401,
+            "unauthorized",
+            "Unauthorized",
+            "the API key is not valid (the server's keys are its VAESERVE_API_KEYS)",
+            CHALLENGE,
+        )

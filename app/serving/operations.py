@@ -91,12 +91,14 @@ class Operations:
 
     async def decode(self, model: LoadedModel, z: F32) -> F32:
         """Latents (N, D) -> images (N, C, H, W) in [0, 1]; refused beyond MAX_ABS_LATENT (model/runtime.py)."""
-        check_range("number of latents", len(z), 1, self.settings.max_images_per_request)
+        check_range(
+            "number of latents", len(z), 1, self.settings.max_images_per_request, "VAESERVE_MAX_IMAGES_PER_REQUEST"
+        )
         return await model.decode(z)
 
     async def sample(self, model: LoadedModel, n: int, *, seed: int = 0, temperature: float = 1.0) -> Sampled:
         """n images decoded from seeded draws of the prior."""
-        check_range("n", n, 1, self.settings.max_samples)
+        check_range("n", n, 1, self.settings.max_samples, "VAESERVE_MAX_SAMPLES")
         z = model.runtime.sample_latents(n, seed, temperature)
         return Sampled(z, await model.decode(z))
 
@@ -140,7 +142,7 @@ class Operations:
         Both endpoints are included, so the first and last images are the two inputs'
         reconstructions. The decodes go through the model's micro-batcher in one call.
         """
-        check_range("steps", steps, 2, self.settings.max_interpolation_steps)
+        check_range("steps", steps, 2, self.settings.max_interpolation_steps, "VAESERVE_MAX_INTERPOLATION_STEPS")
         a, b = await self._codes(model, start_end, "interpolate", 2)
         t = paths.path_positions(steps)
         z = paths.interpolate(a, b, t, method)
@@ -166,14 +168,15 @@ class Operations:
         if dimensions is None:
             count = min(DEFAULT_TRAVERSAL_DIMENSIONS, s.max_traversal_dimensions)
             dimensions = paths.most_active_dimensions(model.manifest.latents, dim, count)
-        check_range("number of dimensions", len(dimensions), 1, s.max_traversal_dimensions)
+        check_range("number of dimensions", len(dimensions), 1, s.max_traversal_dimensions,
+                    "VAESERVE_MAX_TRAVERSAL_DIMENSIONS")  # fmt: skip
         for d in dimensions:
             check_range("dimension", d, 0, dim - 1)
         if len(set(dimensions)) != len(dimensions):
             raise ServiceError(422, "invalid-request", "Invalid request", f"dimensions repeat: {list(dimensions)}")
-        check_range("steps", steps, 1, s.max_traversal_steps)
-        check_range("low", low, -s.max_traversal_range, s.max_traversal_range)
-        check_range("high", high, low, s.max_traversal_range)
+        check_range("steps", steps, 1, s.max_traversal_steps, "VAESERVE_MAX_TRAVERSAL_STEPS")
+        check_range("low", low, -s.max_traversal_range, s.max_traversal_range, "VAESERVE_MAX_TRAVERSAL_RANGE")
+        check_range("high", high, low, s.max_traversal_range, "VAESERVE_MAX_TRAVERSAL_RANGE")
         (base,) = await self._codes(model, start, "traverse", 1)
         values = paths.traversal_values(low, high, steps)
         grid = paths.traversal_grid(base, dimensions, values)  # (k, s, D)
@@ -200,5 +203,5 @@ class Operations:
 
     def _importance_samples(self, model: LoadedModel, requested: int | None) -> int:
         k = requested if requested is not None else default_importance_samples(model.manifest.calibration)
-        check_range("importance_samples", k, 1, self.settings.max_importance_samples)
+        check_range("importance_samples", k, 1, self.settings.max_importance_samples, "VAESERVE_MAX_IMPORTANCE_SAMPLES")
         return k

@@ -105,7 +105,7 @@ def test_limits_and_keys_over_the_wire(repository: Path, digit_pngs) -> None:
     with server(repository, env) as (url, _), httpx.Client(base_url=url, timeout=30) as c:
         r = c.get("/v1/models")
         assert (r.status_code, r.headers["www-authenticate"]) == (401, 'Bearer realm="vaeserve"')
-        assert c.get("/v1/models", headers={"X-API-Key": "nope" * 5}).json()["detail"] == "the API key is not valid"
+        assert c.get("/v1/models", headers={"X-API-Key": "nope" * 5}).json()["detail"] == "the API key is not valid (the server's keys are its VAESERVE_API_KEYS)"
         assert c.get("/v1/models", headers=auth).status_code == 200
         assert c.get("/healthz").status_code == c.get("/readyz").status_code == 200
 
@@ -115,22 +115,22 @@ def test_limits_and_keys_over_the_wire(repository: Path, digit_pngs) -> None:
 
         assert (
             detail(c.post("/v1/encode", content=b"x" * 5000, headers={**png, **auth}), 413)
-            == "the body is over the limit of 4096 bytes"
+            == "the body is over the limit of 4096 bytes (VAESERVE_MAX_BODY_BYTES)"
         )
         three = [("f", ("a.png", digit_pngs[0], "image/png"))] * 3
         assert (
             detail(c.post("/v1/encode", files=three, headers=auth), 413)
-            == "3 images is over the limit of 2 per request"
+            == "3 images is over the limit of 2 per request (VAESERVE_MAX_IMAGES_PER_REQUEST)"
         )
         big = png_bytes(np.zeros((50, 50), np.uint8))
         assert (
             detail(c.post("/v1/encode", content=big, headers={**png, **auth}), 413)
-            == "image 0: 50x50 is 2500 pixels, over the limit of 2000"
+            == "image 0: 50x50 is 2500 pixels, over the limit of 2000 (VAESERVE_MAX_PIXELS_PER_IMAGE)"
         )
-        assert detail(c.get("/v1/samples?n=6", headers=auth), 422) == "n must be between 1 and 5, got 6"
+        assert detail(c.get("/v1/samples?n=6", headers=auth), 422) == "n must be between 1 and 5 (VAESERVE_MAX_SAMPLES), got 6"
         assert detail(
             c.post("/v1/score?importance_samples=51", content=digit_pngs[0], headers={**png, **auth}), 422
-        ) == ("importance_samples must be between 1 and 50, got 51")
+        ) == ("importance_samples must be between 1 and 50 (VAESERVE_MAX_IMPORTANCE_SAMPLES), got 51")
         assert (
             detail(c.post("/v1/decode", json={"latents": [[0.0] * 5]}, headers=auth), 422)
             == "latent 0 has 5 values, the model takes 4"

@@ -166,7 +166,7 @@ def test_errors_are_one_line_on_stderr(vaeserve, digit_files: list[Path], tmp_pa
         (["--url", f"http://127.0.0.1:{port}", "--retries", "0", "models"], 1,
          f"error: cannot reach http://127.0.0.1:{port}: connection refused or host unreachable; is the server running? (--url or VAESERVE_URL)\n"),
         (["sample", "-n", "2"], 2, "Error: give -o grid.png (or -o - for stdout), or --json\n"),
-        (["sample", "-n", "65", "-o", "x.png"], 1, "error: 422 Invalid request: n must be between 1 and 64, got 65\n"),
+        (["sample", "-n", "65", "-o", "x.png"], 1, "error: 422 Invalid request: n must be between 1 and 64 (VAESERVE_MAX_SAMPLES), got 65\n"),
         (["decode", "-o", "x.png"], 2, "Error: give latents: a FILE (.npy or JSON), '-' for stdin, or -z values\n"),
         (["interpolate", str(digit_files[0]), "-o", "x.png"], 2, "Error: give 2, not 1: image files\n"),
         (["interpolate", str(digit_files[0]), "-z", "0,0,0,0", "-o", "x.png"], 2,

@@ -126,8 +126,8 @@ def test_error_answers_raise_the_problem_details(vae: VAEClient, digit_pngs: lis
         (lambda: vae.decode([[0.0, 1.0, 2.0]]), 422, "invalid-input", "Invalid input",
          "latent 0 has 3 values, the model takes 4"),
         (lambda: vae.encode(np.zeros((9, 1, 28, 28), np.float32)), 413, "too-many-images", "Payload too large",
-         "9 images is over the limit of 8 per request"),
-        (lambda: vae.sample_grid(65), 422, "out-of-range", "Invalid request", "n must be between 1 and 64, got 65"),
+         "9 images is over the limit of 8 per request (VAESERVE_MAX_IMAGES_PER_REQUEST)"),
+        (lambda: vae.sample_grid(65), 422, "out-of-range", "Invalid request", "n must be between 1 and 64 (VAESERVE_MAX_SAMPLES), got 65"),
     ]  # fmt: skip
     for call, status, slug, title, detail in cases:
         with pytest.raises(VAEServeError) as caught:

@@ -43,11 +43,11 @@ def test_keys_as_bearer_or_x_api_key(secured: TestClient, digit_pngs) -> None:
 @pytest.mark.parametrize(
     ("headers", "detail"),
     [
-        ({}, "an API key is required"),
-        ({"Authorization": "Bearer "}, "an API key is required"),
-        ({"Authorization": "Basic " + KEY}, "an API key is required"),
-        ({"Authorization": "Bearer wrong-key-wrong-key"}, "the API key is not valid"),
-        ({"X-API-Key": KEY[:-1]}, "the API key is not valid"),
+        ({}, "an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>"),
+        ({"Authorization": "Bearer "}, "an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>"),
+        ({"Authorization": "Basic " + KEY}, "an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>"),
+        ({"Authorization": "Bearer wrong-key-wrong-key"}, "the API key is not valid (the server's keys are its VAESERVE_API_KEYS)"),
+        ({"X-API-Key": KEY[:-1]}, "the API key is not valid (the server's keys are its VAESERVE_API_KEYS)"),
     ],
 )
 def test_missing_or_wrong_key_is_401_with_a_challenge(secured: TestClient, headers, detail: str) -> None:
@@ -138,17 +138,17 @@ def test_limits(repository: Path, digit_pngs) -> None:
             c.post("/v1/encode", content=b"x" * 2049, headers=PNG),
             413,
             "Payload too large",
-            "the body is over the limit of 2048 bytes",
+            "the body is over the limit of 2048 bytes (VAESERVE_MAX_BODY_BYTES)",
         )
         big = png_bytes(np.zeros((40, 40), np.uint8))
         assert_problem(
             c.post("/v1/encode", content=big, headers=PNG),
             413,
             "Image too large",
-            "image 0: 40x40 is 1600 pixels, over the limit of 1000",
+            "image 0: 40x40 is 1600 pixels, over the limit of 1000 (VAESERVE_MAX_PIXELS_PER_IMAGE)",
         )
         r = c.post("/v1/score?importance_samples=11", content=digit_pngs[0], headers=PNG)
-        assert r.json()["detail"] == "importance_samples must be between 1 and 10, got 11"
+        assert r.json()["detail"] == "importance_samples must be between 1 and 10 (VAESERVE_MAX_IMPORTANCE_SAMPLES), got 11"
 
         def chunks():
             for _ in range(10):

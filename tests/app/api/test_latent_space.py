@@ -178,18 +178,18 @@ Z4 = [0.0, 0.0, 0.0, 0.0]
         ("/v1/interpolate", {"latents": [Z4, Z4], "images": []}, 422, "Invalid input", 'give "latents" or images, not both'),
         ("/v1/interpolate", {"latents": "a"}, 422, "Invalid request", "body latents: Input should be a valid list"),
         ("/v1/interpolate", {"latents": []}, 422, "Invalid request", "body latents: List should have at least 1 item after validation, not 0"),
-        ("/v1/interpolate?steps=1", {"latents": [Z4, Z4]}, 422, "Invalid request", "steps must be between 2 and 64, got 1"),
-        ("/v1/interpolate?steps=65", {"latents": [Z4, Z4]}, 422, "Invalid request", "steps must be between 2 and 64, got 65"),
+        ("/v1/interpolate?steps=1", {"latents": [Z4, Z4]}, 422, "Invalid request", "steps must be between 2 and 64 (VAESERVE_MAX_INTERPOLATION_STEPS), got 1"),
+        ("/v1/interpolate?steps=65", {"latents": [Z4, Z4]}, 422, "Invalid request", "steps must be between 2 and 64 (VAESERVE_MAX_INTERPOLATION_STEPS), got 65"),
         ("/v1/interpolate?method=cubic", {"latents": [Z4, Z4]}, 422, "Invalid request", "query method: Input should be 'linear' or 'slerp'"),
         ("/v1/interpolate", {"images": ["bm90IGFuIGltYWdl", "bm90IGFuIGltYWdl"]}, 400, "Invalid image", "image 0: not a decodable image"),
         ("/v1/traverse", {"latents": [Z4, Z4]}, 422, "Invalid request", "traverse takes 1 image or latent, got 2 latents"),
         ("/v1/traverse?dimensions=4", {"latents": [Z4]}, 422, "Invalid request", "dimension must be between 0 and 3, got 4"),
         ("/v1/traverse?dimensions=1&dimensions=1", {"latents": [Z4]}, 422, "Invalid request", "dimensions repeat: [1, 1]"),
-        ("/v1/traverse?steps=0", {"latents": [Z4]}, 422, "Invalid request", "steps must be between 1 and 32, got 0"),
-        ("/v1/traverse?steps=33", {"latents": [Z4]}, 422, "Invalid request", "steps must be between 1 and 32, got 33"),
-        ("/v1/traverse?low=-11", {"latents": [Z4]}, 422, "Invalid request", "low must be between -10.0 and 10.0, got -11.0"),
-        ("/v1/traverse?low=2&high=1", {"latents": [Z4]}, 422, "Invalid request", "high must be between 2.0 and 10.0, got 1.0"),
-        ("/v1/traverse?low=nan", {"latents": [Z4]}, 422, "Invalid request", "low must be between -10.0 and 10.0, got nan"),
+        ("/v1/traverse?steps=0", {"latents": [Z4]}, 422, "Invalid request", "steps must be between 1 and 32 (VAESERVE_MAX_TRAVERSAL_STEPS), got 0"),
+        ("/v1/traverse?steps=33", {"latents": [Z4]}, 422, "Invalid request", "steps must be between 1 and 32 (VAESERVE_MAX_TRAVERSAL_STEPS), got 33"),
+        ("/v1/traverse?low=-11", {"latents": [Z4]}, 422, "Invalid request", "low must be between -10.0 and 10.0 (VAESERVE_MAX_TRAVERSAL_RANGE), got -11.0"),
+        ("/v1/traverse?low=2&high=1", {"latents": [Z4]}, 422, "Invalid request", "high must be between 2.0 and 10.0 (VAESERVE_MAX_TRAVERSAL_RANGE), got 1.0"),
+        ("/v1/traverse?low=nan", {"latents": [Z4]}, 422, "Invalid request", "low must be between -10.0 and 10.0 (VAESERVE_MAX_TRAVERSAL_RANGE), got nan"),
         ("/v1/traverse?dimensions=x", {"latents": [Z4]}, 422, "Invalid request", "query dimensions 0: Input should be a valid integer, unable to parse string as an integer"),
     ],
 )  # fmt: skip
@@ -218,14 +218,14 @@ def test_too_many_dimensions_for_the_limit(repository: Path) -> None:
     with TestClient(create_app(settings)) as small:
         body = {"latents": [Z4]}
         r = small.post("/v1/traverse?dimensions=0&dimensions=1&dimensions=2", json=body)
-        assert_problem(r, 422, "Invalid request", "number of dimensions must be between 1 and 2, got 3")
+        assert_problem(r, 422, "Invalid request", "number of dimensions must be between 1 and 2 (VAESERVE_MAX_TRAVERSAL_DIMENSIONS), got 3")
         swept = small.post("/v1/traverse?low=-1&high=1", json=body).json()["dimensions"]
         activity = [d["activity"] for d in small.get("/v1/models/digits").json()["latents"]["dimensions"]]
         assert [row["dimension"] for row in swept] == _most_active(activity, 2)  # within the limit
         r = small.post("/v1/traverse", json=body)  # the default range, -3 to 3, is past this server's 1.5
-        assert_problem(r, 422, "Invalid request", "low must be between -1.5 and 1.5, got -3.0")
+        assert_problem(r, 422, "Invalid request", "low must be between -1.5 and 1.5 (VAESERVE_MAX_TRAVERSAL_RANGE), got -3.0")
         r = small.post("/v1/interpolate?steps=4", json={"latents": [Z4, Z4]})
-        assert_problem(r, 422, "Invalid request", "steps must be between 2 and 3, got 4")
+        assert_problem(r, 422, "Invalid request", "steps must be between 2 and 3 (VAESERVE_MAX_INTERPOLATION_STEPS), got 4")
 
 
 # -- the documented examples, sent to the shipped model -------------------------------------

@@ -121,16 +121,16 @@ def test_npy_arrays_are_a_binary_fast_path(client: TestClient, digit_arrays) -> 
         client.post("/v1/encode", content=_npy(many), headers=npy),
         413,
         "Payload too large",
-        "9 images is over the limit of 8 per request",
+        "9 images is over the limit of 8 per request (VAESERVE_MAX_IMAGES_PER_REQUEST)",
     )
 
 
 def test_too_many_multipart_files_is_413(client: TestClient, digit_pngs) -> None:
     files = [("f", ("a.png", digit_pngs[0], "image/png"))]
     assert_problem(client.post("/v1/encode", files=files * 9), 413, "Payload too large",
-                   "9 images is over the limit of 8 per request")  # fmt: skip
+                   "9 images is over the limit of 8 per request (VAESERVE_MAX_IMAGES_PER_REQUEST)")  # fmt: skip
     assert_problem(client.post("/v1/encode", files=files * 12), 413, "Payload too large",
-                   "more than 8 images is over the limit of 8 per request")  # the parser stops at 9  # fmt: skip
+                   "more than 8 images is over the limit of 8 per request (VAESERVE_MAX_IMAGES_PER_REQUEST)")  # the parser stops at 9  # fmt: skip
 
 
 def test_rgb_and_odd_sized_uploads_are_converted(client: TestClient, digit_pngs) -> None:
@@ -332,7 +332,7 @@ def test_requests_pick_a_model_by_name_and_version(client: TestClient, digit_png
         ({"content": b"", "headers": {"content-type": "multipart/form-data; boundary=x"}}, 400,
          "Empty body", "the request has no body"),
         ({"json": {"arrays": [[[0.5] * 28] * 28] * 9}}, 413, "Payload too large",
-         "9 images is over the limit of 8 per request"),
+         "9 images is over the limit of 8 per request (VAESERVE_MAX_IMAGES_PER_REQUEST)"),
     ],
 )  # fmt: skip
 def test_bad_image_inputs(client: TestClient, kwargs, status: int, title: str, detail: str) -> None:
@@ -381,8 +381,8 @@ def test_decode_wants_json(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("query", "detail"),
     [
-        ("n=0", "n must be between 1 and 64, got 0"),
-        ("n=65", "n must be between 1 and 64, got 65"),
+        ("n=0", "n must be between 1 and 64 (VAESERVE_MAX_SAMPLES), got 0"),
+        ("n=65", "n must be between 1 and 64 (VAESERVE_MAX_SAMPLES), got 65"),
         ("n=lots", "query n: Input should be a valid integer, unable to parse string as an integer"),
         ("temperature=0", "query temperature: Input should be greater than 0"),
         ("seed=-1", "query seed: Input should be greater than or equal to 0"),
@@ -397,8 +397,8 @@ def test_samples_out_of_range(client: TestClient, query: str, detail: str) -> No
 @pytest.mark.parametrize(
     ("query", "detail"),
     [
-        ("importance_samples=0", "importance_samples must be between 1 and 5000, got 0"),
-        ("importance_samples=5001", "importance_samples must be between 1 and 5000, got 5001"),
+        ("importance_samples=0", "importance_samples must be between 1 and 5000 (VAESERVE_MAX_IMPORTANCE_SAMPLES), got 0"),
+        ("importance_samples=5001", "importance_samples must be between 1 and 5000 (VAESERVE_MAX_IMPORTANCE_SAMPLES), got 5001"),
         ("score=likelihood", "query score: Input should be 'neg_elbo', 'iwae_nll', 'mse' or 'complexity'"),
         ("false_positive_rate=1", "query false_positive_rate: Input should be less than 1"),
     ],

@@ -216,7 +216,7 @@ BAD_REQUESTS = [
     ("digits-encoder", _raw({"inputs": [{**IMAGE, "datatype": "INT32", "data": [0] * 784}]}), 400,
      "input 'image': datatype must be FP32 (or FP16, FP64, UINT8 0-255)"),
     ("digits-encoder", _raw({"inputs": [{**IMAGE, "shape": [9, 1, 28, 28], "data": [0.0] * 9 * 784}]}), 413,
-     "9 images is over the limit of 8 per request"),
+     "9 images is over the limit of 8 per request (VAESERVE_MAX_IMAGES_PER_REQUEST)"),
     ("digits-scorer", _raw({"inputs": [{**IMAGE, "shape": [0, 1, 28, 28], "data": []}]}), 400,
      "the request holds no images; send 1 to 8"),
     ("digits-encoder", _raw({"inputs": [{**IMAGE, "data": [0.0] * 784}], "outputs": [{"name": "nope"}]}), 400,
@@ -230,7 +230,7 @@ BAD_REQUESTS = [
      400, "parameter score: 'kl' is not a calibrated score (neg_elbo, iwae_nll, mse, complexity)"),
     ("digits-scorer", _raw({"inputs": [{**IMAGE, "data": [0.0] * 784}],
                             "parameters": {"importance_samples": 0}}),
-     400, "importance_samples must be between 1 and 5000, got 0"),
+     400, "importance_samples must be between 1 and 5000 (VAESERVE_MAX_IMPORTANCE_SAMPLES), got 0"),
     ("nope-encoder", _raw({"inputs": [IMAGE]}), 404, "unknown model 'nope-encoder'; this server has "
      "digits-decoder, digits-encoder, digits-scorer, other-decoder, other-encoder, other-scorer"),
 ]
@@ -251,9 +251,9 @@ def test_encodings_and_limits(repository: Path) -> None:
         assert c.post("/v2/models/digits-encoder/infer", content=body, headers=headers).status_code == 200
         bomb = gzip.compress(b" " * 100_000)
         assert_error(c.post("/v2/models/digits-encoder/infer", content=bomb, headers={"content-encoding": "gzip"}),
-                     413, "the decompressed body is over the limit of 4096 bytes")  # fmt: skip
+                     413, "the decompressed body is over the limit of 4096 bytes (VAESERVE_MAX_BODY_BYTES)")  # fmt: skip
         assert_error(c.post("/v2/models/digits-encoder/infer", content=b"x" * 5000), 413,
-                     "the body is over the limit of 4096 bytes")  # fmt: skip
+                     "the body is over the limit of 4096 bytes (VAESERVE_MAX_BODY_BYTES)")  # fmt: skip
         assert_error(c.post("/v2/models/digits-encoder/infer", content=body, headers={"content-encoding": "br"}),
                      415, "Content-Encoding 'br' is not supported; use gzip or deflate")  # fmt: skip
         assert_error(
@@ -268,6 +268,6 @@ def test_keys_guard_v2_models_but_not_v2_health(repository: Path) -> None:
     with TestClient(create_app(Settings(model_repository=repository, api_keys=[KEY]))) as c:
         assert c.get("/v2/health/live").status_code == 200 and c.get("/v2/health/ready").status_code == 200
         r = c.get("/v2/models/digits-encoder")
-        assert_error(r, 401, "an API key is required")
+        assert_error(r, 401, "an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>")
         assert r.headers["www-authenticate"].startswith("Bearer")
         assert c.get("/v2", headers={"x-api-key": KEY}).status_code == 200

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from playwright.sync_api import BrowserContext, Page, sync_playwright
+from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `make chromium` installs it
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]  # fmt: skip
-TIMEOUT_MS = 15_000  # any one wait; a page that needs longer has a bug
+TIMEOUT_MS = 30_000  # any one wait, assertions' included; generous for a machine busy with other work
 # Strokes in the canvas's unit square: a "1" and a "7" of MNIST's proportions.
 ONE = [(0.52, 0.18), (0.5, 0.4), (0.48, 0.62), (0.47, 0.82)]
 SEVEN = [(0.28, 0.22), (0.72, 0.22), (0.58, 0.5), (0.46, 0.82)]
@@ -39,6 +39,7 @@ def chromium(profile: Path, width: int = 1400, height: int = 1000) -> Iterator[B
             viewport={"width": width, "height": height},
         )  # fmt: skip
         context.set_default_timeout(TIMEOUT_MS)
+        expect.set_options(timeout=TIMEOUT_MS)  # expect() has its own default of 5 s
         try:
             yield context
         finally:

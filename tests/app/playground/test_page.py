@@ -176,7 +176,7 @@ def test_a_missing_or_wrong_key_is_explained_and_a_good_one_kept_for_the_tab(
     page = open_playground(browser, keyed_url)
     problem = page.locator("#problem")
     expect(problem).to_have_text(
-        "401 Unauthorized: an API key is required\nEnter a valid API key in the field at the top of the page."
+        "401 Unauthorized: an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>\nEnter a valid API key in the field at the top of the page."
     )
     key = page.get_by_label("API key")
     key.fill("not-the-key-0123456789")
