@@ -52,13 +52,15 @@ def serve(
     cwd: Path = ROOT,
     timeout_s: float = 60.0,
 ) -> Iterator[Live]:
-    """Start `argv` (with PORT replaced), wait for a 200 from `ready_path`, stop it at the end.
+    """Start `argv` (with PORT replaced, in `env` values too), wait for a 200 from `ready_path`, stop it at the end.
 
     A server that exits or is not ready in time raises RuntimeError with its log's tail.
     """
     port = str(free_port())
     url = f"http://127.0.0.1:{port}"
     command = [port if arg == PORT else arg for arg in argv]
+    if env is not None:
+        env = {name: port if value == PORT else value for name, value in env.items()}
     with tempfile.TemporaryFile() as log:
         started = time.perf_counter()
         proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
