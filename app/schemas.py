@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from model.bundle import InputSpec, SplitMetrics
+from model.bundle import InputSpec, Quantization, SplitMetrics
 
 ScoreName = Literal["neg_elbo", "iwae_nll", "mse", "complexity"]  # the calibrated scores
 _LATENT = [0.12, -1.3, 0.8, 0.05]
@@ -119,6 +119,9 @@ class ModelSummary(_Out):
     likelihood: str = Field(examples=["bernoulli"])
     metrics: list[SplitMetrics]
     calibration: CalibrationSummary | None
+    quantization: Quantization | None = Field(
+        None, description="for an int8 variant: its float parent, the method, and the quality it kept against it"
+    )
 
 
 class ModelDetail(ModelSummary):

@@ -245,6 +245,7 @@ def _summary(model: LoadedModel, default: bool) -> dict[str, Any]:
         "latent_dim": m.latent_dim,
         "likelihood": m.likelihood.kind,
         "metrics": m.metrics,
+        "quantization": m.quantization,
         "calibration": None
         if cal is None
         else s.CalibrationSummary(
