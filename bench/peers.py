@@ -13,9 +13,10 @@ core 1 sends single-image PNG encodes at c=64 for --duration seconds:
     naive      FastAPI + ONNX Runtime, one session.run per request (bench/naive_app.py), multipart
     pytriton   PyTriton: Triton's C++ HTTP front end and dynamic batcher; binary BYTES tensor
     mlserver   MLServer with adaptive batching; V2 JSON with a base64 BYTES tensor
+    litserve   LitServe with batching (1 ms); JSON with a base64 PNG
     vaeserve   this service, batching on: a raw image/png body, and JSON base64 on the same server
 
-PyTriton and MLServer are installed by this script, each into its own virtual environment
+PyTriton, MLServer and LitServe are installed by this script, each into its own virtual environment
 under --venvs with the pinned versions in PEERS (PyPI only), made once and reused. A peer
 that fails to install, start, or answer correctly is reported as such and the run goes on.
 
@@ -91,11 +92,12 @@ SAME_AS_OURS = [f"onnxruntime=={onnxruntime.__version__}", f"pillow=={PIL.__vers
 PEERS: dict[str, list[str]] = {  # pinned installs, each in its own venv
     "pytriton": ["nvidia-pytriton==0.7.0", "numpy==1.26.4", *SAME_AS_OURS],
     "mlserver": ["mlserver==1.7.1", "numpy==2.4.6", *SAME_AS_OURS],
+    "litserve": ["litserve==0.2.19", "numpy==2.4.6", *SAME_AS_OURS],
 }
 # Triton's Python backend stub links against the system's libpython3.11: its venv must use
 # that interpreter (Debian's), or the stub runs a 3.11.2 core on another 3.11's stdlib.
 SYSTEM_PYTHON = "/usr/bin/python3.11"
-ALL_PEERS = ("floor", "naive", "pytriton", "mlserver", "vaeserve")
+ALL_PEERS = ("floor", "naive", "pytriton", "mlserver", "litserve", "vaeserve")
 
 
 # -- one model, as every peer serves it ------------------------------------------------------
@@ -167,6 +169,10 @@ def _mlserver_body(png: bytes) -> bytes:
     return json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": data}]}).encode()
 
 
+def _litserve_body(png: bytes) -> bytes:
+    return json.dumps({"image": base64.b64encode(png).decode()}).encode()
+
+
 def _vaeserve_json(png: bytes) -> bytes:
     return json.dumps({"images": [base64.b64encode(png).decode()]}).encode()
 
@@ -185,6 +191,7 @@ WIRES: dict[str, list[Wire]] = {
         )
     ],
     "mlserver": [Wire("JSON base64", "/v2/models/encoder/infer", "application/json", _mlserver_body, _v2_answer)],
+    "litserve": [Wire("JSON base64", "/predict", "application/json", _litserve_body, _plain)],
     "vaeserve": [
         Wire("raw PNG", "/v1/encode", "image/png", lambda png: png, _vaeserve_answer),
         Wire("JSON base64", "/v1/encode", "application/json", _vaeserve_json, _vaeserve_answer),
@@ -195,6 +202,7 @@ TITLES = {
     "naive": "naive: FastAPI + ONNX Runtime, one session.run per request",
     "pytriton": "PyTriton 0.7 (Triton's C++ HTTP front end, dynamic batching)",
     "mlserver": "MLServer 1.7 (adaptive batching)",
+    "litserve": "LitServe 0.2 (batching, max wait 1 ms)",
     "vaeserve": "vaeserve (batching on)",
 }
 
@@ -256,6 +264,9 @@ def launch(peer: str, model: Model, python: Path) -> Launch:
         argv = [str(python.parent / "mlserver"), "start", str(folder)]
         stats = _counters(f"http://127.0.0.1:{metrics}/metrics", "peer_batches_total", "peer_batch_rows_total", {})
         return Launch(ServerSpec(peer, argv, {**env, "MLSERVER_HTTP_PORT": PORT}, "/v2/models/encoder/ready"), stats)
+    if peer == "litserve":
+        argv = [str(python), "-m", "bench.peer_servers.litserve_server", *args]
+        return Launch(ServerSpec(peer, argv, env, "/health"), _unknown)
     raise ValueError(f"unknown peer {peer!r}")
 
 
