@@ -4,7 +4,8 @@
     python -m bench.quantize --bundle models/x/1 --importance-samples 1000
     python -m bench.quantize --big                            # bench/make_big_model.py's 64x64x3 model
 
-For each variant (encoder, decoder or both quantised; weights per channel or per tensor),
+For each variant (encoder, decoder or both quantised; weight scales per channel or per
+tensor: "encoder/channel", ..., "both/tensor"),
 quantised as `python -m training.quantize` does (training/quantize.py), it measures:
 
 - speed: in-process ONNX Runtime, batch 64, one thread on core 0: encoder images/s and
@@ -53,14 +54,14 @@ from training.quantize import (
 
 BATCH = 64
 ROUNDS, ROUND_S = 5, 1.0  # speed: the best of 5 rounds of 1 s per graph
-VARIANTS: list[tuple[str, tuple[Graph, ...], bool]] = [
+VARIANTS: list[tuple[str, tuple[Graph, ...], bool]] = [  # name: which graphs / weight scales per channel or tensor
     ("float", (), True),
-    ("encoder, per channel", ("encoder",), True),
-    ("encoder, per tensor", ("encoder",), False),
-    ("decoder, per channel", ("decoder",), True),
-    ("decoder, per tensor", ("decoder",), False),
-    ("both, per channel", ("encoder", "decoder"), True),
-    ("both, per tensor", ("encoder", "decoder"), False),
+    ("encoder/channel", ("encoder",), True),
+    ("encoder/tensor", ("encoder",), False),
+    ("decoder/channel", ("decoder",), True),
+    ("decoder/tensor", ("decoder",), False),
+    ("both/channel", ("encoder", "decoder"), True),
+    ("both/tensor", ("encoder", "decoder"), False),
 ]
 
 
@@ -90,13 +91,15 @@ def rate(session: ort.InferenceSession, feed: dict[str, NDArray[np.float32]], se
     return BATCH * calls / (time.perf_counter() - started)
 
 
-def variants(bundle: Bundle, calibration: NDArray[np.float32], seed: int) -> list[Variant]:
+def variants(bundle: Bundle, calibration: NDArray[np.float32], seed: int, names: list[str]) -> list[Variant]:
     latents = decoder_calibration_latents(VAERuntime(bundle), calibration, seed)
     data = {"encoder": calibration, "decoder": latents}
     float_graphs: dict[str, bytes] = {g: (bundle.path / f"{g}.onnx").read_bytes() for g in GRAPH_INPUTS}
     quantized: dict[tuple[str, bool], bytes] = {}
     out = []
     for name, graphs, per_channel in VARIANTS:
+        if name not in names:
+            continue
         chosen = dict(float_graphs)
         for g in graphs:
             if (g, per_channel) not in quantized:
@@ -147,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bundle", type=Path, default=ROOT / "model" / "zoo" / "mnist-vae" / "1")
     p.add_argument("--big", action="store_true", help="bench/make_big_model.py's model: speed and agreement only")
     p.add_argument("--importance-samples", type=int, default=100, help="K of the test IWAE NLL (default 100)")
+    p.add_argument("--limit", type=int, default=500, help="images per OOD set for the AUROCs (default 500)")
+    p.add_argument("--variants", help=f"comma-separated, from: {', '.join(v[0] for v in VARIANTS[1:])} (default all)")
     p.add_argument("--speed-only", action="store_true", help="skip the quality measurements")
     p.add_argument("--out", type=Path, help="JSON (default bench/results/quantize.json or quantize-big.json)")
     args = p.parse_args(argv)
@@ -166,10 +171,12 @@ def main(argv: list[str] | None = None) -> int:
             bundle = load_bundle(args.bundle)
             splits = bundle_splits(bundle.manifest)
             calibration, test = splits["calibration"], splits["test"]
-            inputs = gate_inputs(bundle, test, QuantizeOptions(test_importance_samples=args.importance_samples))
+            options = QuantizeOptions(test_importance_samples=args.importance_samples, ood_limit=args.limit)
+            inputs = gate_inputs(bundle, test, options)
             seed = inputs.seed
         print(f"{bundle.manifest.name}:{bundle.manifest.version}: quantising", flush=True)
-        vs = variants(bundle, calibration, seed)
+        names = ["float", *args.variants.split(",")] if args.variants else [v[0] for v in VARIANTS]
+        vs = variants(bundle, calibration, seed, names)
         latents = decoder_calibration_latents(VAERuntime(bundle), test[:BATCH], seed)
         print("speed, batch 64, one thread:", flush=True)
         speeds(vs, test, latents)
@@ -181,13 +188,14 @@ def main(argv: list[str] | None = None) -> int:
             for i, v in enumerate(vs):
                 started = time.perf_counter()
                 v.metrics = measure(as_bundle(bundle, v.graphs, work / f"q{i}"), inputs).gate
-                print(f"  {v.name:22} done in {time.perf_counter() - started:.0f} s", flush=True)
-    print_report(vs, args)
+                print(f"  {v.name:22} {quality(vs[0], v)} ({time.perf_counter() - started:.0f} s)", flush=True)
+    print_report(vs)
     doc: dict[str, Any] = {
         "command": "python -m bench.quantize " + " ".join(sys.argv[1:] if argv is None else argv),
         "bundle": "bench/make_big_model.py" if args.big else str(args.bundle),
         "onnxruntime": ort.__version__,
         "importance_samples": None if args.big else args.importance_samples,
+        "ood_limit": None if args.big else args.limit,
         "variants": [{k: val for k, val in v.__dict__.items() if k != "graphs"} for v in vs],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -196,26 +204,30 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def print_report(vs: list[Variant], args: argparse.Namespace) -> None:
+def quality(base: Variant, v: Variant) -> str:
+    """The gate's verdict on `v` against the float variant, with the largest changes."""
+    if v.metrics is None or base.metrics is None:
+        return "-"
+    checks = quality_checks(base.metrics, v.metrics, Tolerances())
+    worst = {"nll": 0.0, "auroc": 0.0}
+    for c in checks:
+        key = "auroc" if c.metric.startswith("AUROC") else "nll"
+        worst[key] = max(worst[key], abs(c.change))
+    failed = [c.metric for c in checks if not c.passed]
+    verdict = "passes" if not failed else f"fails ({', '.join(failed)})"
+    nll = f"neg ELBO {v.metrics['test neg_elbo']:.2f}, IWAE {v.metrics['test iwae_nll']:.2f}"
+    return f"{nll}; max change {worst['nll']:.3f} nats, {worst['auroc']:.4f} AUROC: {verdict}"
+
+
+def print_report(vs: list[Variant]) -> None:
     base = vs[0]
     print("\n| variant | graphs MB | encoder images/s | decoder latents/s | agreement (rel. error) | quality |")
     print("|---|--:|--:|--:|---|---|")
     for v in vs:
         agree = "-" if v.agreement is None else ", ".join(f"{k} {x:.3f}" for k, x in v.agreement.items())
-        quality = "-"
-        if v.metrics is not None and base.metrics is not None:
-            checks = quality_checks(base.metrics, v.metrics, Tolerances())
-            worst = {"nll": 0.0, "auroc": 0.0}
-            for c in checks:
-                key = "auroc" if c.metric.startswith("AUROC") else "nll"
-                worst[key] = max(worst[key], abs(c.change))
-            failed = [c.metric for c in checks if not c.passed]
-            verdict = "passes" if not failed else f"fails ({', '.join(failed)})"
-            nll = f"neg ELBO {v.metrics['test neg_elbo']:.2f}, IWAE {v.metrics['test iwae_nll']:.2f}"
-            quality = f"{nll}; max change {worst['nll']:.3f} nats, {worst['auroc']:.4f} AUROC: {verdict}"
         print(
             f"| {v.name} | {v.bytes / 1e6:.2f} | {v.encoder_per_s:,.0f} ({v.encoder_per_s / base.encoder_per_s:.2f}x) "
-            f"| {v.decoder_per_s:,.0f} ({v.decoder_per_s / base.decoder_per_s:.2f}x) | {agree} | {quality} |"
+            f"| {v.decoder_per_s:,.0f} ({v.decoder_per_s / base.decoder_per_s:.2f}x) | {agree} | {quality(base, v)} |"
         )
 
 

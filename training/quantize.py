@@ -78,6 +78,7 @@ class QuantizeOptions:
     graphs: tuple[Graph, ...] = ("encoder", "decoder")
     per_channel: bool = True
     test_importance_samples: int | None = None  # K of the test NLL; None: the parent's
+    ood_limit: int = OOD_LIMIT  # images per OOD set (and of the test split as their normal set)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ class GateInputs:
     """The parent's data the gate measures both models on."""
 
     test: NDArray[np.float32]
+    normal: NDArray[np.float32]  # the first images of the test split: the OOD sets' normal set
     ood: dict[str, NDArray[np.float32]]
     test_k: int
     score_k: int
@@ -159,9 +161,11 @@ def gate_inputs(parent: Bundle, test: NDArray[np.float32], options: QuantizeOpti
     test_k = options.test_importance_samples or (test_metrics.importance_samples if test_metrics else 1000)
     if test_k < 1:
         raise ConfigError(f"--importance-samples must be >= 1, got {test_k}")
-    normal = test[:OOD_LIMIT]
-    ood = {name: load_set(f"builtin:{name}", m, normal, OOD_LIMIT, cal.seed) for name in OOD_SETS}
-    return GateInputs(test, ood, test_k, cal.importance_samples, cal.seed)
+    if options.ood_limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {options.ood_limit}")
+    normal = test[: options.ood_limit]
+    ood = {name: load_set(f"builtin:{name}", m, normal, options.ood_limit, cal.seed) for name in OOD_SETS}
+    return GateInputs(test, normal, ood, test_k, cal.importance_samples, cal.seed)
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ class Measured:
 def measure(runtime: VAERuntime, inputs: GateInputs) -> Measured:
     """Test negative ELBO and IWAE NLL (nats), and AUROC per OOD set and calibrated score."""
     test = split_metrics(runtime, inputs.test, "test", inputs.test_k, inputs.seed)
-    normal = batched_scores(runtime, inputs.test[:OOD_LIMIT], inputs.score_k, inputs.seed)
+    normal = batched_scores(runtime, inputs.normal, inputs.score_k, inputs.seed)
     anomalies = {name: batched_scores(runtime, x, inputs.score_k, inputs.seed) for name, x in inputs.ood.items()}
     gate = {"test neg_elbo": test.neg_elbo, "test iwae_nll": test.iwae_nll}
     for row in evaluate(runtime, normal, anomalies, CALIBRATED_SCORES):
@@ -332,6 +336,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     auroc_help = f"largest change of each OOD AUROC allowed (default {defaults.auroc})"
     p.add_argument("--max-auroc-change", type=float, default=defaults.auroc, help=auroc_help)
     p.add_argument("--importance-samples", type=int, help="K of the test IWAE NLL (default: the parent's test K)")
+    p.add_argument("--limit", type=int, default=OOD_LIMIT, help=f"images per OOD set (default {OOD_LIMIT})")
     p.add_argument("--force", action="store_true", help="replace a bundle already in --out")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     return p.parse_args(argv)
@@ -342,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("training").setLevel(logging.WARNING if args.quiet else logging.INFO)
     graphs: tuple[Graph, ...] = ("encoder", "decoder") if args.graphs == "both" else (args.graphs,)
-    options = QuantizeOptions(graphs, not args.per_tensor, args.importance_samples)
+    options = QuantizeOptions(graphs, not args.per_tensor, args.importance_samples, args.limit)
     command = "python -m training.quantize " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
         if args.max_nll_change < 0 or args.max_auroc_change < 0:
