@@ -114,20 +114,31 @@ class _Batches(CalibrationDataReader):  # type: ignore[misc]
         return next(self._batches, None)
 
 
+def _no_preprocessing_advice(record: logging.LogRecord) -> bool:
+    # quantize_static advises, on the root logger, to pre-process graphs (shape inference and
+    # graph optimisation) first; torch's exporter already infers every shape.
+    return "pre-processing before quantization" not in record.getMessage()
+
+
 def quantize_graph(graph: Path, input_name: str, data: NDArray[np.float32], per_channel: bool) -> bytes:
     """The graph at `graph` as QDQ int8 (uint8 activations), calibrated on `data`."""
-    with tempfile.TemporaryDirectory(prefix="vaeserve-quantize-") as tmp:
-        out = Path(tmp) / "int8.onnx"
-        quantize_static(
-            graph,
-            out,
-            _Batches(input_name, data),
-            quant_format=QuantFormat.QDQ,
-            per_channel=per_channel,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-        )
-        return out.read_bytes()
+    root = logging.getLogger()
+    root.addFilter(_no_preprocessing_advice)
+    try:
+        with tempfile.TemporaryDirectory(prefix="vaeserve-quantize-") as tmp:
+            out = Path(tmp) / "int8.onnx"
+            quantize_static(
+                graph,
+                out,
+                _Batches(input_name, data),
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
+            return out.read_bytes()
+    finally:
+        root.removeFilter(_no_preprocessing_advice)
 
 
 def decoder_calibration_latents(runtime: VAERuntime, images: NDArray[np.float32], seed: int) -> NDArray[np.float32]:
