@@ -60,13 +60,13 @@ def repository(tmp_path_factory: pytest.TempPathFactory, bundle: Bundle) -> Path
 
 @pytest.fixture(scope="session")
 def quantized(tmp_path_factory: pytest.TempPathFactory, bundle: Bundle) -> Bundle:
-    """The trained bundle quantised to int8 by `python -m training.quantize`: digits/2 beside
-    a copy of its float parent digits/1, in a model repository of its own."""
+    """The trained bundle with both graphs quantised to int8 by `python -m training.quantize`:
+    digits/2 beside a copy of its float parent digits/1, in a model repository of its own."""
     from training.quantize import main
 
     root = tmp_path_factory.mktemp("int8")
     shutil.copytree(bundle.path, root / "digits" / "1")
-    assert main([str(root / "digits" / "1"), "-q"]) == 0
+    assert main([str(root / "digits" / "1"), "--graphs", "both", "-q"]) == 0
     return load_bundle(root / "digits" / "2")
 
 

@@ -15,7 +15,7 @@ from training.anomaly_sets import OOD_SETS
 from training.calibrate import CALIBRATED_SCORES, calibrate
 from training.config import CalibrationConfig
 from training.data import bundle_splits
-from training.quantize import main
+from training.quantize import main, parse_args
 
 
 def ops(path: Path) -> set[str]:
@@ -77,6 +77,11 @@ def test_the_int8_bundle_loads_and_scores_close_to_its_parent(bundle: Bundle, qu
     scores, reference = int8.score(digit_images, 8, seed=0), parent.score(digit_images, 8, seed=0)
     assert np.isfinite(scores.neg_elbo).all() and not np.array_equal(scores.neg_elbo, reference.neg_elbo)
     assert np.abs(scores.neg_elbo - reference.neg_elbo).mean() < 0.05 * reference.neg_elbo.mean()
+
+
+def test_the_defaults_quantise_the_encoder_per_channel_within_half_a_nat_and_0_005_auroc() -> None:
+    args = parse_args(["b"])
+    assert (args.graphs, args.per_tensor, args.max_nll_change, args.max_auroc_change) == ("encoder", False, 0.5, 0.005)
 
 
 def test_the_gate_refuses_impossible_tolerances_and_writes_nothing(bundle: Bundle, tmp_path: Path, capsys) -> None:
