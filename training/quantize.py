@@ -65,7 +65,7 @@ from training.config import CalibrationConfig, ConfigError
 from training.data import DataError, bundle_splits
 from training.evaluate import evaluate
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("training.quantize")  # not __name__: that is "__main__" under python -m
 
 Graph = Literal["encoder", "decoder"]
 GRAPH_INPUTS: dict[Graph, str] = {"encoder": "image", "decoder": "z"}
