@@ -77,7 +77,7 @@ CALIBRATION_BATCH = 64
 @dataclass(frozen=True)
 class QuantizeOptions:
     # The encoder alone by default: int8 decoders lost ~15 nats of test NLL on the shipped
-    # model (bench/results/quantize.json), far past the gate, and ran no faster.
+    # model (bench/results/quantize.json), far past the gate, for no reliable speed-up.
     graphs: tuple[Graph, ...] = ("encoder",)
     per_channel: bool = True
     test_importance_samples: int | None = None  # K of the test NLL; None: the parent's
