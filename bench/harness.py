@@ -8,8 +8,10 @@ Servers listen on 127.0.0.1 only and are stopped by their PID when the block end
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import tempfile
@@ -52,13 +54,15 @@ def serve(
     cwd: Path = ROOT,
     timeout_s: float = 60.0,
 ) -> Iterator[Live]:
-    """Start `argv` (with PORT replaced in every argument), wait for a 200 from `ready_path`, stop it at the end.
+    """Start `argv` (PORT replaced in arguments and `env` values), wait for a 200 from `ready_path`, stop it at the end.
 
     A server that exits or is not ready in time raises RuntimeError with its log's tail.
     """
     port = str(free_port())
     url = f"http://127.0.0.1:{port}"
     command = [arg.replace(PORT, port) for arg in argv]  # "--web.listen-address=127.0.0.1:{port}" too
+    if env is not None:
+        env = {name: value.replace(PORT, port) for name, value in env.items()}
     with tempfile.TemporaryFile() as log:
         started = time.perf_counter()
         proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -89,19 +93,41 @@ def _tail(log: IO[bytes], lines: int = 40) -> str:
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL if it does not go within 20 s."""
+    """SIGTERM, then SIGKILL if it does not go within 20 s; then the same, by PID, for any of
+    its descendants still running (servers whose workers outlive their parent)."""
     if proc.poll() is not None:
         return
+    family = descendants(proc.pid)  # before the parent goes: orphans are re-parented to init
     proc.terminate()
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=20)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = [pid for pid in family if _alive(pid)]
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 10
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.1)
+            alive = [pid for pid in alive if _alive(pid)]
+        if not alive:
+            return
 
 
-def rss_bytes(root: int) -> int:
-    """VmRSS summed over `root` and all its descendants (uvicorn workers), from /proc."""
+def _alive(pid: int) -> bool:
+    """Still running: there, and not a zombie waiting for its parent."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def descendants(root: int) -> list[int]:
+    """The PIDs of every process below `root`, from /proc."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -109,12 +135,17 @@ def rss_bytes(root: int) -> int:
         except (OSError, IndexError, ValueError):  # the process has gone
             continue
         children.setdefault(ppid, []).append(int(stat.parent.name))
-    total, todo = 0, [root]
+    found, todo = [], list(children.get(root, []))
     while todo:
         pid = todo.pop()
-        total += _vm_rss_bytes(pid)
+        found.append(pid)
         todo += children.get(pid, [])
-    return total
+    return found
+
+
+def rss_bytes(root: int) -> int:
+    """VmRSS summed over `root` and all its descendants (uvicorn workers), from /proc."""
+    return sum(_vm_rss_bytes(pid) for pid in [root, *descendants(root)])
 
 
 def _vm_rss_bytes(pid: int) -> int:

@@ -156,6 +156,45 @@ class LatentStatistics(_Schema):
     reference: list[list[float]]  # (M, D) posterior means of M images drawn with `seed`
 
 
+class ParentRef(_Schema):
+    """The float bundle a quantised bundle was made from."""
+
+    name: str
+    version: str
+    sha256: dict[str, str]  # of its graphs, per file name
+
+
+class QualityCheck(_Schema):
+    """One metric of a quantised bundle against its float parent, as the quality gate saw it."""
+
+    metric: str  # e.g. "test neg_elbo" (nats) or "AUROC noise mse"
+    parent: float
+    quantized: float
+    tolerance: float  # the largest |quantized - parent| the gate allowed
+
+    @property
+    def change(self) -> float:
+        return self.quantized - self.parent
+
+    @property
+    def passed(self) -> bool:
+        return abs(self.change) <= self.tolerance
+
+
+class Quantization(_Schema):
+    """How a quantised bundle was made from its float parent, and the quality it kept."""
+
+    method: str  # e.g. "onnxruntime static QDQ int8"
+    parent: ParentRef
+    graphs: list[Literal["encoder", "decoder"]]  # the graphs quantised; the others are the parent's
+    per_channel: bool
+    activation_type: Literal["uint8", "int8"]
+    weight_type: Literal["int8"]
+    calibration_images: int  # of the parent's calibration split
+    onnxruntime: str  # the version that quantised
+    quality: list[QualityCheck]
+
+
 class Manifest(_Schema):
     format_version: Literal[1] = 1
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -172,6 +211,7 @@ class Manifest(_Schema):
     metrics: list[SplitMetrics] = []
     calibration: Calibration | None = None
     latents: LatentStatistics | None = None
+    quantization: Quantization | None = None  # set when this bundle is an int8 variant of another
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,18 @@ def repository(tmp_path_factory: pytest.TempPathFactory, bundle: Bundle) -> Path
 
 
 @pytest.fixture(scope="session")
+def quantized(tmp_path_factory: pytest.TempPathFactory, bundle: Bundle) -> Bundle:
+    """The trained bundle with both graphs quantised to int8 by `python -m training.quantize`:
+    digits/2 beside a copy of its float parent digits/1, in a model repository of its own."""
+    from training.quantize import main
+
+    root = tmp_path_factory.mktemp("int8")
+    shutil.copytree(bundle.path, root / "digits" / "1")
+    assert main([str(root / "digits" / "1"), "--graphs", "both", "-q"]) == 0
+    return load_bundle(root / "digits" / "2")
+
+
+@pytest.fixture(scope="session")
 def digit_pngs() -> list[bytes]:
     images, _ = real_digits(4, seed=2)
     return [png_bytes(image) for image in images]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import shlex
 import sys
 from datetime import UTC, datetime
@@ -85,10 +84,7 @@ def recalibrate(path: Path, config: CalibrationConfig, command: str = "") -> Cal
         when = datetime.now(UTC).isoformat(timespec="seconds")
         note = f"- Re-calibrated {when} without retraining" + (f": `{command}`.\n" if command else ".\n")
         section = report.calibration_section(calibration, note)
-        card = files["MODEL_CARD.md"].decode()
-        card, found = re.subn(r"## Anomaly calibration\n.*?(?=\n## |\Z)", lambda _: section.rstrip("\n") + "\n", card,
-                              count=1, flags=re.DOTALL)  # fmt: skip
-        files["MODEL_CARD.md"] = (card if found else card + "\n" + section).encode()
+        files["MODEL_CARD.md"] = report.replace_section(files["MODEL_CARD.md"].decode(), section).encode()
     update = {"calibration": calibration, "latents": latents}
     write_bundle(path, bundle.manifest.model_copy(update=update), files, force=True)
     return calibration

@@ -7,12 +7,13 @@ service will serve, not what torch computed.
 from __future__ import annotations
 
 import io
+import re
 from datetime import datetime
 
 import numpy as np
 from numpy.typing import NDArray
 
-from model.bundle import Calibration, DatasetInfo, SplitMetrics, TrainingInfo
+from model.bundle import Calibration, DatasetInfo, Quantization, SplitMetrics, TrainingInfo
 from model.preprocess import encode_png, make_grid
 from model.runtime import VAERuntime
 from training.config import RunConfig
@@ -80,11 +81,6 @@ def model_card(
         if m.arch == "conv"
         else f"MLP, hidden {m.hidden}"
     )
-    metric_rows = "\n".join(
-        f"| {s.split} | {s.images} | {s.neg_elbo:.2f} | {s.reconstruction:.2f} | {s.kl:.2f} | "
-        f"{s.iwae_nll:.2f} (K={s.importance_samples}) | {s.bits_per_dim:.4f} |"
-        for s in metrics
-    )
     counts = ", ".join(f"{k} {v}" for k, v in dataset.split.counts.items())
     return f"""# {config.name} v{version}
 
@@ -105,11 +101,7 @@ A variational autoencoder served by vaeserve. Created {created.isoformat(timespe
   KL warm-up {t.warmup_epochs} epochs, early stopping patience {t.early_stopping_patience}, seed {t.seed}.
 - Reproduce: `{command}`
 
-## Metrics (nats per image; lower is better)
-| split | images | neg. ELBO | reconstruction | KL | IWAE NLL | bits/dim |
-|---|---|---|---|---|---|---|
-{metric_rows}
-
+{metrics_section(metrics)}
 {calibration_section(calibration)}
 ## Limits
 - Trained on {dataset.rows} images; inputs unlike them get high scores by design, but likelihoods
@@ -127,3 +119,44 @@ def calibration_section(calibration: Calibration, note: str = "") -> str:
 - Calibration scores kept for: {", ".join(f"`{name}`" for name in calibration.scores)}.
 - p-value = (1 + #calibration scores >= s) / (n + 1).
 {note}"""
+
+
+def metrics_section(metrics: list[SplitMetrics]) -> str:
+    """The model card's "## Metrics" section, ending with a newline."""
+    rows = "".join(
+        f"| {s.split} | {s.images} | {s.neg_elbo:.2f} | {s.reconstruction:.2f} | {s.kl:.2f} | "
+        f"{s.iwae_nll:.2f} (K={s.importance_samples}) | {s.bits_per_dim:.4f} |\n"
+        for s in metrics
+    )
+    return f"""## Metrics (nats per image; lower is better)
+| split | images | neg. ELBO | reconstruction | KL | IWAE NLL | bits/dim |
+|---|---|---|---|---|---|---|
+{rows}"""
+
+
+def quantization_section(q: Quantization, note: str = "") -> str:
+    """The model card's "## Quantisation" section: what was quantised and the quality it kept."""
+    rows = "".join(
+        f"| {c.metric} | {c.parent:.4f} | {c.quantized:.4f} | {c.change:+.4f} | {c.tolerance:g} |\n" for c in q.quality
+    )
+    graphs = " and ".join(f"`{g}.onnx`" for g in q.graphs)
+    weights = "per channel" if q.per_channel else "per tensor"
+    after_table = "\n" + note if note else ""  # a list right after a table needs a blank line
+    return f"""## Quantisation
+- An int8 variant of `{q.parent.name}:{q.parent.version}`: {graphs} quantised by {q.method}
+  (ONNX Runtime {q.onnxruntime}; activations {q.activation_type}, weights {q.weight_type} {weights}),
+  calibrated on the parent's {q.calibration_images} calibration images; other graphs are the parent's.
+- Thresholds, calibration scores and the metrics above come from these graphs.
+- Quality gate (every metric within its tolerance of the float parent):
+
+| metric | float parent | int8 | change | tolerance |
+|---|---|---|---|---|
+{rows}{after_table}"""
+
+
+def replace_section(card: str, section: str) -> str:
+    """Put `section` ("## Heading\n...") in place of the card's section of that heading, or append it."""
+    heading = section.split("\n", 1)[0]
+    pattern = re.escape(heading.split("(")[0].rstrip()) + r"[^\n]*\n.*?(?=\n## |\Z)"
+    card, found = re.subn(pattern, lambda _: section.rstrip("\n") + "\n", card, count=1, flags=re.DOTALL)
+    return card if found else card.rstrip("\n") + "\n\n" + section

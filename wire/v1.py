@@ -142,6 +142,37 @@ class CalibrationSummary(_Out):
     importance_samples: int = Field(examples=[64])
 
 
+class ParentRef(_Out):
+    """The float bundle a quantised bundle was made from."""
+
+    name: str = Field(examples=["mnist-vae"])
+    version: str = Field(examples=["1"])
+    sha256: dict[str, str] = Field(description="of its graphs, per file name")
+
+
+class QualityCheck(_Out):
+    """One metric of a quantised bundle against its float parent, as the quality gate saw it."""
+
+    metric: str = Field(examples=["test neg_elbo"])
+    parent: float = Field(examples=[97.998])
+    quantized: float = Field(examples=[98.165])
+    tolerance: float = Field(examples=[0.5], description="the largest |quantized - parent| the gate allowed")
+
+
+class Quantization(_Out):
+    """How a quantised bundle was made from its float parent, and the quality it kept."""
+
+    method: str = Field(examples=["onnxruntime static QDQ int8"])
+    parent: ParentRef
+    graphs: list[str] = Field(examples=[["encoder"]], description="the graphs quantised; the others are the parent's")
+    per_channel: bool
+    activation_type: str = Field(examples=["uint8"])
+    weight_type: str = Field(examples=["int8"])
+    calibration_images: int = Field(examples=[250])
+    onnxruntime: str = Field(examples=["1.23.2"], description="the version that quantised")
+    quality: list[QualityCheck]
+
+
 class ModelSummary(_Out):
     name: str = Field(examples=["mnist-vae"])
     version: str = Field(examples=["1"])
@@ -153,6 +184,9 @@ class ModelSummary(_Out):
     likelihood: str = Field(examples=["bernoulli"])
     metrics: list[SplitMetrics]
     calibration: CalibrationSummary | None
+    quantization: Quantization | None = Field(
+        None, description="for an int8 variant: its float parent, the method, and the quality it kept against it"
+    )
 
 
 class LatentDimension(_Out):

@@ -273,6 +273,7 @@ def _summary(model: LoadedModel, default: bool) -> dict[str, Any]:
         "latent_dim": m.latent_dim,
         "likelihood": m.likelihood.kind,
         "metrics": [s.SplitMetrics.model_validate(metrics.model_dump()) for metrics in m.metrics],
+        "quantization": None if m.quantization is None else s.Quantization.model_validate(m.quantization.model_dump()),
         "calibration": None
         if cal is None
         else s.CalibrationSummary(

@@ -105,7 +105,10 @@ def test_limits_and_keys_over_the_wire(repository: Path, digit_pngs) -> None:
     with server(repository, env) as (url, _), httpx.Client(base_url=url, timeout=30) as c:
         r = c.get("/v1/models")
         assert (r.status_code, r.headers["www-authenticate"]) == (401, 'Bearer realm="vaeserve"')
-        assert c.get("/v1/models", headers={"X-API-Key": "nope" * 5}).json()["detail"] == "the API key is not valid (the server's keys are its VAESERVE_API_KEYS)"
+        assert (
+            c.get("/v1/models", headers={"X-API-Key": "nope" * 5}).json()["detail"]
+            == "the API key is not valid (the server's keys are its VAESERVE_API_KEYS)"
+        )
         assert c.get("/v1/models", headers=auth).status_code == 200
         assert c.get("/healthz").status_code == c.get("/readyz").status_code == 200
 
@@ -127,7 +130,10 @@ def test_limits_and_keys_over_the_wire(repository: Path, digit_pngs) -> None:
             detail(c.post("/v1/encode", content=big, headers={**png, **auth}), 413)
             == "image 0: 50x50 is 2500 pixels, over the limit of 2000 (VAESERVE_MAX_PIXELS_PER_IMAGE)"
         )
-        assert detail(c.get("/v1/samples?n=6", headers=auth), 422) == "n must be between 1 and 5 (VAESERVE_MAX_SAMPLES), got 6"
+        assert (
+            detail(c.get("/v1/samples?n=6", headers=auth), 422)
+            == "n must be between 1 and 5 (VAESERVE_MAX_SAMPLES), got 6"
+        )
         assert detail(
             c.post("/v1/score?importance_samples=51", content=digit_pngs[0], headers={**png, **auth}), 422
         ) == ("importance_samples must be between 1 and 50 (VAESERVE_MAX_IMPORTANCE_SAMPLES), got 51")

@@ -20,6 +20,7 @@ from app.main import create_app
 from app.settings import Settings
 from bench import harness
 from bench.harness import PORT
+from model.bundle import Bundle
 from model.errors import BundleError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,3 +163,21 @@ def test_several_worker_processes_serve(repository: Path, digit_pngs) -> None:
         ]
     assert {a["model"] for a in answers} == {"other"}  # the flag reached every worker
     assert all(a["results"] == answers[0]["results"] for a in answers)
+
+
+def test_a_real_server_serves_an_int8_bundle_and_says_so(quantized: Bundle, digit_pngs) -> None:
+    png = {"content": digit_pngs[0], "headers": {"content-type": "image/png"}}
+    with (
+        serve(quantized.path.parent.parent, sys.executable, "--default-model", "digits:2") as url,
+        httpx.Client(base_url=url, timeout=30) as c,
+    ):
+        models = {f"{m['name']}:{m['version']}": m for m in c.get("/v1/models").json()["models"]}
+        score = c.post("/v1/score?importance_samples=8", **png)  # type: ignore[arg-type]
+        encoded = c.post("/v1/encode", **png)  # type: ignore[arg-type]
+    assert models["digits:1"]["quantization"] is None
+    q = models["digits:2"]["quantization"]
+    assert q["parent"] == {"name": "digits", "version": "1", "sha256": quantized.manifest.quantization.parent.sha256}
+    assert q["graphs"] == ["encoder", "decoder"] and len(q["quality"]) == len(quantized.manifest.quantization.quality)
+    assert score.status_code == 200 and score.json()["version"] == "2"
+    assert score.json()["threshold"] == quantized.manifest.calibration.threshold
+    assert encoded.status_code == 200 and len(encoded.json()["results"][0]["mean"]) == quantized.manifest.latent_dim

@@ -28,6 +28,8 @@ def test_the_interpolation_methods_are_model_s() -> None:
 def test_model_descriptions_carry_every_field_of_the_manifest_parts_they_show() -> None:
     assert set(v1.InputSpec.model_fields) == set(bundle.InputSpec.model_fields)
     assert set(v1.SplitMetrics.model_fields) == set(bundle.SplitMetrics.model_fields)
+    for part in ("Quantization", "ParentRef", "QualityCheck"):
+        assert set(getattr(v1, part).model_fields) == set(getattr(bundle, part).model_fields), part
 
 
 def test_wire_imports_only_pydantic() -> None:

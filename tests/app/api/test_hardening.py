@@ -45,8 +45,14 @@ def test_keys_as_bearer_or_x_api_key(secured: TestClient, digit_pngs) -> None:
     [
         ({}, "an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>"),
         ({"Authorization": "Bearer "}, "an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>"),
-        ({"Authorization": "Basic " + KEY}, "an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>"),
-        ({"Authorization": "Bearer wrong-key-wrong-key"}, "the API key is not valid (the server's keys are its VAESERVE_API_KEYS)"),
+        (
+            {"Authorization": "Basic " + KEY},
+            "an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>",
+        ),
+        (
+            {"Authorization": "Bearer wrong-key-wrong-key"},
+            "the API key is not valid (the server's keys are its VAESERVE_API_KEYS)",
+        ),
         ({"X-API-Key": KEY[:-1]}, "the API key is not valid (the server's keys are its VAESERVE_API_KEYS)"),
     ],
 )
@@ -148,7 +154,10 @@ def test_limits(repository: Path, digit_pngs) -> None:
             "image 0: 40x40 is 1600 pixels, over the limit of 1000 (VAESERVE_MAX_PIXELS_PER_IMAGE)",
         )
         r = c.post("/v1/score?importance_samples=11", content=digit_pngs[0], headers=PNG)
-        assert r.json()["detail"] == "importance_samples must be between 1 and 10 (VAESERVE_MAX_IMPORTANCE_SAMPLES), got 11"
+        assert (
+            r.json()["detail"]
+            == "importance_samples must be between 1 and 10 (VAESERVE_MAX_IMPORTANCE_SAMPLES), got 11"
+        )
 
         def chunks():
             for _ in range(10):

@@ -33,7 +33,9 @@ def test_settings_come_from_vaeserve_environment_variables(repository: Path, mon
     settings = Settings()
     assert (settings.model_repository, settings.default_model, settings.max_samples) == (repository, "other", 3)
     with TestClient(create_app(settings)) as client:
-        assert client.get("/v1/samples?n=4").json()["detail"] == "n must be between 1 and 3 (VAESERVE_MAX_SAMPLES), got 4"
+        assert (
+            client.get("/v1/samples?n=4").json()["detail"] == "n must be between 1 and 3 (VAESERVE_MAX_SAMPLES), got 4"
+        )
         assert [m["default"] for m in client.get("/v1/models").json()["models"]] == [False, False, True]
 
 

@@ -218,14 +218,23 @@ def test_too_many_dimensions_for_the_limit(repository: Path) -> None:
     with TestClient(create_app(settings)) as small:
         body = {"latents": [Z4]}
         r = small.post("/v1/traverse?dimensions=0&dimensions=1&dimensions=2", json=body)
-        assert_problem(r, 422, "Invalid request", "number of dimensions must be between 1 and 2 (VAESERVE_MAX_TRAVERSAL_DIMENSIONS), got 3")
+        assert_problem(
+            r,
+            422,
+            "Invalid request",
+            "number of dimensions must be between 1 and 2 (VAESERVE_MAX_TRAVERSAL_DIMENSIONS), got 3",
+        )
         swept = small.post("/v1/traverse?low=-1&high=1", json=body).json()["dimensions"]
         activity = [d["activity"] for d in small.get("/v1/models/digits").json()["latents"]["dimensions"]]
         assert [row["dimension"] for row in swept] == _most_active(activity, 2)  # within the limit
         r = small.post("/v1/traverse", json=body)  # the default range, -3 to 3, is past this server's 1.5
-        assert_problem(r, 422, "Invalid request", "low must be between -1.5 and 1.5 (VAESERVE_MAX_TRAVERSAL_RANGE), got -3.0")
+        assert_problem(
+            r, 422, "Invalid request", "low must be between -1.5 and 1.5 (VAESERVE_MAX_TRAVERSAL_RANGE), got -3.0"
+        )
         r = small.post("/v1/interpolate?steps=4", json={"latents": [Z4, Z4]})
-        assert_problem(r, 422, "Invalid request", "steps must be between 2 and 3 (VAESERVE_MAX_INTERPOLATION_STEPS), got 4")
+        assert_problem(
+            r, 422, "Invalid request", "steps must be between 2 and 3 (VAESERVE_MAX_INTERPOLATION_STEPS), got 4"
+        )
 
 
 # -- the documented examples, sent to the shipped model -------------------------------------

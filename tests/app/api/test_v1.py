@@ -397,8 +397,14 @@ def test_samples_out_of_range(client: TestClient, query: str, detail: str) -> No
 @pytest.mark.parametrize(
     ("query", "detail"),
     [
-        ("importance_samples=0", "importance_samples must be between 1 and 5000 (VAESERVE_MAX_IMPORTANCE_SAMPLES), got 0"),
-        ("importance_samples=5001", "importance_samples must be between 1 and 5000 (VAESERVE_MAX_IMPORTANCE_SAMPLES), got 5001"),
+        (
+            "importance_samples=0",
+            "importance_samples must be between 1 and 5000 (VAESERVE_MAX_IMPORTANCE_SAMPLES), got 0",
+        ),
+        (
+            "importance_samples=5001",
+            "importance_samples must be between 1 and 5000 (VAESERVE_MAX_IMPORTANCE_SAMPLES), got 5001",
+        ),
         ("score=likelihood", "query score: Input should be 'neg_elbo', 'iwae_nll', 'mse' or 'complexity'"),
         ("false_positive_rate=1", "query false_positive_rate: Input should be less than 1"),
     ],
