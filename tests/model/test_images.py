@@ -7,12 +7,15 @@ projects; the tests here cover each kind they stand for, not only the file.
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
+from model import preprocess
 from model.bundle import InputSpec
 from model.errors import InputError, UnsupportedImageError
 from model.preprocess import decode_image, to_model_input
@@ -208,3 +211,95 @@ def test_every_mode_in_every_format_pillow_writes(mode: str) -> None:
         assert out.shape == (1, 28, 28) and np.isfinite(out).all(), fmt
         answered += 1
     assert answered or mode in {"La", "RGBa", "HSV", "I;16B", "I;16N", "I;16L", "PA", "LAB", "F", "I"}
+
+
+# -- the fast path for plain PNGs (libspng) gives Pillow's picture, or leaves the file to Pillow --
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _with_chunks(png: bytes, *chunks: bytes) -> bytes:
+    """`png` with `chunks` put right after its IHDR."""
+    end = 8 + 12 + 13
+    return png[:end] + b"".join(chunks) + png[end:]
+
+
+def _pillow_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(preprocess, "_decode_plain_png", lambda *args: None)
+
+
+def _outcome(data: bytes, spec: InputSpec) -> tuple[str, object]:
+    try:
+        return "pixels", decode_image(data, spec, index=0).tobytes()
+    except Exception as exc:
+        return type(exc).__name__, str(exc)
+
+
+def _plain_pngs(digit: np.ndarray) -> dict[str, bytes]:
+    grey = Image.fromarray((digit[0] * 255).round().astype(np.uint8))
+    rgb = Image.merge("RGB", (grey, grey.transpose(Image.Transpose.ROTATE_90), grey.point(lambda v: 255 - v)))
+    pngs = {f"{image.mode} level {level}": encoded(image, compress_level=level)
+            for image in (grey, rgb) for level in (0, 1, 6, 9)}  # fmt: skip
+    pngs["L optimized"] = encoded(grey, optimize=True)
+    gamma, srgb = _chunk(b"gAMA", struct.pack(">I", 45455)), _chunk(b"sRGB", b"\x00")
+    pngs["RGB with gAMA, sRGB, pHYs"] = _with_chunks(encoded(rgb), gamma, srgb, _chunk(b"pHYs", bytes(9)))
+    return pngs
+
+
+@pytest.mark.parametrize("spec", [GREY, RGB], ids=["grey", "rgb"])
+def test_plain_pngs_take_the_fast_path_and_get_pillows_pixels(
+    digit: np.ndarray, spec: InputSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pngs = _plain_pngs(digit)
+    fast = {name: decode_image(png, spec) for name, png in pngs.items()}
+    assert all(preprocess._decode_plain_png(png, spec, 784) is not None for png in pngs.values())
+    _pillow_only(monkeypatch)
+    for name, png in pngs.items():
+        np.testing.assert_array_equal(fast[name], decode_image(png, spec), err_msg=name)
+        assert fast[name].dtype == np.float32 and fast[name].shape == (spec.channels, 28, 28)
+
+
+def test_other_pngs_are_left_to_pillow(digit: np.ndarray) -> None:
+    grey = Image.fromarray((digit[0] * 255).round().astype(np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Raw profile type exif", "exif\n  1\n00\n")
+    plain = encoded(grey)
+    others = {
+        "colour key": encoded(grey, transparency=0),
+        "EXIF": encoded(grey, exif=exif),
+        "text": encoded(grey, pnginfo=text),
+        "palette": encoded(grey.convert("P")),
+        "grey + alpha": encoded(grey.convert("LA")),
+        "16-bit": encoded(grey.convert("I;16")),
+        "another size": encoded(grey.resize((27, 28))),
+        "animated": encoded(grey, save_all=True, append_images=[grey.point(lambda v: 255 - v)]),
+        "a chunk after the data": plain[:-12] + _chunk(b"gAMA", bytes(4)) + plain[-12:],
+        "broken header CRC": plain[:29] + bytes([plain[29] ^ 1]) + plain[30:],
+        "JPEG": encoded(grey, "JPEG"),
+    }
+    for name, data in others.items():
+        assert preprocess._decode_plain_png(data, GREY, 784) is None, name
+    assert preprocess._decode_plain_png(plain, GREY, 784 - 1) is None  # over the pixel limit: Pillow refuses it
+
+
+def test_broken_pngs_get_pillows_answer(digit: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every truncation and many one-byte changes of a plain PNG: the fast path gives what the
+    Pillow path gives, the same pixels or the same error."""
+    broken = []
+    for name in ("L level 6", "RGB level 1"):
+        png = _plain_pngs(digit)[name]
+        broken += [png[:n] for n in range(len(png))]
+        broken += [
+            png[:i] + bytes([png[i] ^ flip]) + png[i + 1 :] for i in range(8, len(png)) for flip in (1, 0x80, 0xFF)
+        ]
+        broken += [png + b"junk", png[:-12] + b"junk" + png[-12:], png[:-16] + b"junk" + png[-16:]]
+    fast = [_outcome(data, GREY) for data in broken]
+    _pillow_only(monkeypatch)
+    slow = [_outcome(data, GREY) for data in broken]
+    differ = [i for i, (a, b) in enumerate(zip(fast, slow, strict=True)) if a != b]
+    assert not differ, [(i, fast[i][0], slow[i]) for i in differ[:5]]
+    assert sum(kind == "pixels" for kind, _ in fast) > 10  # some changes leave a decodable image
