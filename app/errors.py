@@ -160,6 +160,13 @@ class ErrorRenderers:
     def __init__(self, by_prefix: dict[str, Renderer]) -> None:
         self._by_prefix = by_prefix
 
+    def respond(self, request: Request, exc: Exception) -> Response:
+        """The answer to `exc` raised while answering `request`; unexpected ones are logged."""
+        error = as_service_error(exc)
+        if error.slug == "internal":
+            log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return self.for_path(request.url.path)(error)
+
     def for_path(self, path: str) -> Renderer:
         for prefix, renderer in self._by_prefix.items():
             if path == prefix or path.startswith(prefix + "/"):
@@ -171,10 +178,7 @@ def install_handlers(app: FastAPI, renderers: ErrorRenderers) -> None:
     """Answer every exception with a ServiceError, rendered in its path's protocol."""
 
     async def handle(request: Request, exc: Exception) -> Response:
-        error = as_service_error(exc)
-        if error.slug == "internal":
-            log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return renderers.for_path(request.url.path)(error)
+        return renderers.respond(request, exc)
 
     # Starlette answers the classes it knows in its exception middleware; `Exception` itself
     # only in its outermost one, which re-raises after answering (to log): name them all.

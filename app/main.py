@@ -18,6 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
 from app.api import admin, health, latent_space, metrics, playground, v1, v2
+from app.api.hot_paths import HotPaths
 from app.api.middleware import RequestMiddleware
 from app.api.security import require_api_key
 from app.errors import ErrorRenderers, install_handlers
@@ -73,10 +74,6 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     app.state.metrics = ServiceMetrics(lambda: app.state.registry)
     renderers = ErrorRenderers({"/v2": v2.render_error})
     install_handlers(app, renderers)
-    app.add_middleware(RequestMiddleware, settings=settings, metrics=app.state.metrics, renderers=renderers)
-    if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"])  # fmt: skip
     key = [Depends(require_api_key)]
     routers = [
         (health.router, True),
@@ -89,6 +86,13 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     ]
     for router, is_open in routers:
         app.include_router(router, dependencies=[] if is_open else key)
+    hot_paths = HotPaths(app.state, renderers, [*v1.router.routes, *v2.router.routes]) if settings.hot_paths else None
+    app.add_middleware(
+        RequestMiddleware, settings=settings, metrics=app.state.metrics, renderers=renderers, hot_paths=hot_paths
+    )
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"])  # fmt: skip
     if settings.playground:
         playground.mount(app)  # static files only: the page asks the API above, with the user's key
     return app

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     ort_providers: list[str] = ["CPUExecutionProvider"]
     ort_memory_arena: bool = True  # ONNX Runtime's CPU arena: faster and less fragmented; RSS keeps its peak
 
+    hot_paths: bool = True  # encode, score, reconstruct and v2 infer past FastAPI's routing (app/api/hot_paths.py)
     batching: bool = True  # gather concurrent requests into one ONNX Runtime call per model
     batch_max_size: int = Field(64, ge=1)  # rows (images or latents) per batch
     batch_max_delay_us: int = Field(500, ge=0)  # how long the first request of a batch may wait for others

@@ -1,8 +1,8 @@
 """Per-request plumbing, as one pure ASGI middleware: request ids, the in-flight limit,
 the deadline, and one structured access-log line per request.
 
-- `X-Request-ID`: taken from the request when it is a sane token, else a new uuid4; sent
-  back on every response and written in every log line of the request.
+- `X-Request-ID`: taken from the request when it is a sane token, else 32 new random hex
+  digits; sent back on every response and written in every log line of the request.
 - In-flight limit: past `max_concurrent_requests` a request gets 503 with Retry-After at
   once, instead of queueing without bound. Health checks are never refused.
 - Deadline: a request unanswered after `request_timeout_s` gets 504; its work is cancelled.
@@ -11,19 +11,22 @@ the deadline, and one structured access-log line per request.
   nobody. Scoring stops at its next piece (app/serving/registry.py).
 - The access log holds method, path, status, duration and request id: never bodies,
   query strings (they may hold keys) or headers.
+- Hot requests (single-image encodes, scores, v2 inference) go to `HotPaths`' handlers
+  inside all of the above instead of through FastAPI's routing (app/api/hot_paths.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import re
 import time
-import uuid
+from collections.abc import Callable
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.hot_paths import HotPaths
 from app.errors import ErrorRenderers, ServiceError, overloaded
 from app.metrics import ServiceMetrics
 from app.settings import Settings
@@ -35,11 +38,20 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/re
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, settings: Settings, metrics: ServiceMetrics, renderers: ErrorRenderers) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        metrics: ServiceMetrics,
+        renderers: ErrorRenderers,
+        hot_paths: HotPaths | None = None,
+    ) -> None:
+        """`hot_paths` answers the requests it knows past FastAPI's routing (app/api/hot_paths.py)."""
         self.app = app
         self.settings = settings
         self.metrics = metrics
         self.renderers = renderers
+        self.hot_paths = hot_paths
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -48,6 +60,7 @@ class RequestMiddleware:
             return
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
+        id_header = (b"x-request-id", request_id.encode())
         started = time.perf_counter()
         status = 0
 
@@ -55,7 +68,7 @@ class RequestMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["x-request-id"] = request_id
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
         path: str = scope["path"]
@@ -66,9 +79,10 @@ class RequestMiddleware:
                 return
             self.in_flight += limited
             self.metrics.in_flight.inc()
+            app = (self.hot_paths.find(scope) if self.hot_paths is not None else None) or self.app
             try:
                 async with asyncio.timeout(self.settings.request_timeout_s):
-                    if await _cancelled_on_disconnect(self.app, scope, receive, send_with_id):
+                    if await _cancelled_on_disconnect(app, scope, receive, send_with_id, lambda: status != 0):
                         status = 499
             except TimeoutError:
                 if status == 0:  # nothing sent yet: we can still answer
@@ -101,53 +115,54 @@ class RequestMiddleware:
 
 
 def _request_id(scope: Scope) -> str:
+    """The request's X-Request-ID when it is a sane token, else 32 random hex digits (a uuid4's
+    length; from the random module, seeded from os.urandom: an id need be unique, not secret,
+    and uuid4() costs a system call per request)."""
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             candidate = value.decode("latin-1")
             if _REQUEST_ID.fullmatch(candidate):
                 return candidate
             break
-    return uuid.uuid4().hex
+    return f"{random.getrandbits(128):032x}"
 
 
-async def _cancelled_on_disconnect(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> bool:
+async def _cancelled_on_disconnect(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, answering: Callable[[], bool]
+) -> bool:
     """Run the app; cancel it if the client disconnects once the body is read and before the
-    answer starts. True when it was cancelled so.
+    answer starts (`answering()` turns true). True when it was cancelled so.
 
     The app reads the body through `receive`; after that nothing of it reads again, so a
-    watcher waits on `receive` for the server's `http.disconnect`. (Once the answer is sent,
-    servers report a disconnect at once: it is ignored then.)
+    watcher, started once the last body message is read, waits on `receive` for the server's
+    `http.disconnect`. (Once the answer is sent, servers report a disconnect at once: it is
+    ignored then.)
     """
     task = asyncio.current_task()
     assert task is not None
-    body_read = asyncio.Event()
-    started = gone = False
-
-    async def receive_body() -> Message:
-        message = await receive()
-        if message["type"] == "http.request" and not message.get("more_body", False):
-            body_read.set()
-        return message
-
-    async def send_started(message: Message) -> None:
-        nonlocal started
-        started = started or message["type"] == "http.response.start"
-        await send(message)
+    watcher: asyncio.Future[None] | None = None
+    gone = False
 
     async def watch() -> None:
         nonlocal gone
-        await body_read.wait()
-        if (await receive())["type"] == "http.disconnect" and not started:
+        if (await receive())["type"] == "http.disconnect" and not answering():
             gone = True
             task.cancel()
 
-    watcher = asyncio.ensure_future(watch())
+    async def receive_body() -> Message:
+        nonlocal watcher
+        message = await receive()
+        if watcher is None and message["type"] == "http.request" and not message.get("more_body", False):
+            watcher = asyncio.ensure_future(watch())
+        return message
+
     try:
-        await app(scope, receive_body, send_started)
+        await app(scope, receive_body, send)
     except asyncio.CancelledError:
         if not gone or task.uncancel() > 0:  # someone else's cancellation (the deadline, shutdown)
             raise
         return True
     finally:
-        watcher.cancel()
+        if watcher is not None:
+            watcher.cancel()
     return False
