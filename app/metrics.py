@@ -34,10 +34,16 @@ class ServiceMetrics:
             buckets=BATCH_BUCKETS, registry=self.registry,
         )  # fmt: skip
         self.registry.register(_ServingCollector(serving))
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method, str(status)).observe(seconds)
+        key = (route, method, status)  # few: route templates x methods x statuses
+        children = self._request_children.get(key)
+        if children is None:  # labels() takes a lock and builds its key each time: once per label set
+            labels = (route, method, str(status))
+            children = self._request_children[key] = (self.requests.labels(*labels), self.latency.labels(*labels))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def batch_observer(self, model: str, operation: str) -> Callable[[int], None]:
         return self.batch_rows.labels(model, operation).observe

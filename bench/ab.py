@@ -4,15 +4,18 @@
     python -m bench.ab --base main~3 --rounds 5 --seconds 10 --out bench/results/ab.json
 
 The base revision is checked out into a temporary git worktree; each server serves its own
-tree's shipped model, with batching on and one ONNX Runtime thread, pinned to core 0, with `hey`
-on core 1 (bench/load.py's set-up). Rounds alternate A and B so that drift in the
-machine's load hits both alike; the table gives each side's median req/s per request kind
-and concurrency, and B/A. Every answer must be a 200, or the run fails.
+tree's shipped model, with batching on and one ONNX Runtime thread, logging as in production
+(JSON lines at INFO, one access line per request, to a file), pinned to core 0, with `hey` on
+core 1 (bench/load.py's set-up). Rounds alternate A and B so that drift in the machine's load
+hits both alike; the table gives each side's median req/s per request kind and concurrency,
+B/A, and the mean encode batch each side ran (vaeserve_batch_size). Every answer must be a
+200, or the run fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import statistics
 import subprocess
@@ -22,8 +25,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx2 as httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from bench.harness import PORT, ROOT, serve, without_settings
-from bench.load import SERVER_CORE, make_bodies, measure_rate
+from bench.load import SERVER_CORE, Body, make_bodies, measure_rate
 from model.bundle import load_bundle
 
 MODEL = ROOT / "model" / "zoo" / "mnist-vae" / "1"
@@ -45,7 +51,17 @@ def checkout(revision: str) -> Iterator[Path]:
 def server_argv(tree: Path) -> list[str]:
     """The tree's own server on the tree's own shipped model (a bundle may be newer than an old server reads)."""
     return ["taskset", "-c", str(SERVER_CORE), sys.executable, "-m", "app", "--repository", str(tree / "model" / "zoo"),
-            "--port", PORT, "--log-level", "warning"]  # fmt: skip
+            "--port", PORT]  # fmt: skip
+
+
+def batch_totals(url: str) -> tuple[float, float]:
+    """(batches, rows) the server's encode batcher has run so far."""
+    sums = {"vaeserve_batch_size_count": 0.0, "vaeserve_batch_size_sum": 0.0}
+    for family in text_string_to_metric_families(httpx.get(url + "/metrics", timeout=10).text):
+        for sample in family.samples:
+            if sample.name in sums and sample.labels.get("operation") == "encode":
+                sums[sample.name] += sample.value
+    return sums["vaeserve_batch_size_count"], sums["vaeserve_batch_size_sum"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,28 +72,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="raw numbers (JSON)")
     args = p.parse_args(argv)
     spec = load_bundle(MODEL).manifest.input
-    env = without_settings(VAESERVE_ORT_INTRA_OP_THREADS="1", VAESERVE_WORKERS="1", VAESERVE_LOG_FORMAT="text")
+    env = without_settings(VAESERVE_ORT_INTRA_OP_THREADS="1", VAESERVE_WORKERS="1", VAESERVE_LOG_FORMAT="json")
     rates: dict[str, list[float]] = {}
+    batches: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp, checkout(args.base) as base:
         bodies = make_bodies(spec, Path(tmp))
-        points = [(path, kind, c) for path in ("/v1/encode", "/v1/score") for kind in ("png",) for c in (16, 64)]
+        json_body = Path(tmp) / "body.json"
+        json_body.write_text(json.dumps({"images": [base64.b64encode(bodies["png"].data).decode()]}))
+        bodies["json"] = Body(json_body, "application/json", 1)
+        points = [("/v1/encode", "png", 16), ("/v1/encode", "png", 64), ("/v1/encode", "json", 64),
+                  ("/v1/score", "png", 16), ("/v1/score", "png", 64)]  # fmt: skip
         for round_ in range(args.rounds):
             for side, cwd in (("A", base), ("B", ROOT)):
                 with serve(server_argv(cwd), env={**env, "PYTHONPATH": str(cwd)}, cwd=cwd, timeout_s=120) as live:
                     for path, kind, c in points:
+                        before = batch_totals(live.url)
                         rate = measure_rate(live.url + path, bodies[kind], c, args.seconds)
-                        rates.setdefault(f"{side} {path} {kind} c={c}", []).append(rate)
-                        print(f"round {round_ + 1} {side} {path} {kind} c={c}: {rate:.1f} req/s", flush=True)
-    print(f"\nA = {args.base}, B = this checkout; median req/s over {args.rounds} rounds\n")
+                        (calls, rows), key = batch_totals(live.url), f"{side} {path} {kind} c={c}"
+                        rates.setdefault(key, []).append(rate)
+                        if path == "/v1/encode":
+                            batches.setdefault(key, []).append((rows - before[1]) / max(calls - before[0], 1))
+                        print(f"round {round_ + 1} {key}: {rate:.1f} req/s", flush=True)
+    print(f"\nA = {args.base}, B = this checkout; median req/s over {args.rounds} rounds (mean encode batch)\n")
     print("| request | A | B | B/A |\n|---|---|---|---|")
     summary = {}
     for path, kind, c in points:
         a, b = (statistics.median(rates[f"{side} {path} {kind} c={c}"]) for side in "AB")
-        summary[f"{path} {kind} c={c}"] = {"A": a, "B": b, "B/A": b / a}
-        print(f"| {path} {kind} c={c} | {a:.1f} | {b:.1f} | {b / a:.2f} |")
+        batch = {side: statistics.median(batches.get(f"{side} {path} {kind} c={c}", [0.0])) for side in "AB"}
+        summary[f"{path} {kind} c={c}"] = {"A": a, "B": b, "B/A": b / a, "mean_batch": batch}
+        shown = {side: f"{rate:.1f}" + (f" ({batch[side]:.1f})" if batch[side] else "")
+                 for side, rate in (("A", a), ("B", b))}  # fmt: skip
+        print(f"| {path} {kind} c={c} | {shown['A']} | {shown['B']} | {b / a:.2f} |")
     if args.out:
-        args.out.write_text(json.dumps({"base": args.base, "rounds": args.rounds, "seconds": args.seconds,
-                                        "raw": rates, "median": summary}, indent=2) + "\n")  # fmt: skip
+        doc = {"base": args.base, "rounds": args.rounds, "seconds": args.seconds, "raw": rates, "batches": batches,
+               "median": summary}  # fmt: skip
+        args.out.write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
 
