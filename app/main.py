@@ -11,14 +11,17 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from app.api import admin, health, latent_space, metrics, playground, v1, v2
 from app.api.middleware import RequestMiddleware
+from app.api.responses import add_security, problem_validation_errors
 from app.api.security import require_api_key
 from app.errors import ErrorRenderers, install_handlers
 from app.metrics import ServiceMetrics
@@ -89,9 +92,24 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     ]
     for router, is_open in routers:
         app.include_router(router, dependencies=[] if is_open else key)
+    keyed = {(r.path, m.lower()) for router, is_open in routers if not is_open
+             for r in router.routes if isinstance(r, APIRoute) for m in r.methods or ()}  # fmt: skip
+    _finish_openapi(app, keyed if settings.api_keys else set())
     if settings.playground:
         playground.mount(app)  # static files only: the page asks the API above, with the user's key
     return app
+
+
+def _finish_openapi(app: FastAPI, keyed: set[tuple[str, str]]) -> None:
+    """FastAPI's schema, with its validation 422 in our problem form and the key schemes where keys are asked."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_security(problem_validation_errors(generate()), keyed)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _reload_on_sighup(app: FastAPI, settings: Settings) -> None:

@@ -14,7 +14,24 @@ from pydantic import BaseModel, ConfigDict, Field
 
 ScoreName = Literal["neg_elbo", "iwae_nll", "mse", "complexity"]  # the calibrated scores
 PathMethod = Literal["linear", "slerp"]  # model/latent_paths.PATH_METHODS
-_LATENT = [0.12, -1.3, 0.8, 0.05]
+_LATENT = [
+    -0.89,
+    -0.69,
+    1.64,
+    0.14,
+    -0.28,
+    -0.68,
+    1.16,
+    -0.32,
+    0.88,
+    0.76,
+    -0.62,
+    0.37,
+    1.17,
+    0.56,
+    0.01,
+    -0.6,
+]  # mnist-vae
 _HEATMAP = (
     "with heatmap=true: a base64 PNG of -log p(x_i | z = posterior mean) per pixel, nats, "
     "from dark (0) to bright (the image's largest)"
