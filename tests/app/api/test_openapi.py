@@ -67,7 +67,9 @@ def test_every_operation_declares_the_errors_it_can_give(shipped: TestClient) ->
     assert declared("/v1/models/{name}", "get") == {"401", "404", "422", "503"}
     assert declared("/v1/admin/reload") == {"401", "403", "409"}
     assert declared("/readyz", "get") == {"503"}
-    v2 = [(p, m) for p, item in paths.items() if p.startswith("/v2") for m, op in item.items() if "422" in op["responses"]]
+    v2 = [
+        (p, m) for p, item in paths.items() if p.startswith("/v2") for m, op in item.items() if "422" in op["responses"]
+    ]
     assert v2 == []  # v2 answers a readable but invalid request with 400 {"error"}
 
 
