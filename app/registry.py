@@ -19,6 +19,7 @@ from app.metrics import ServiceMetrics
 from app.settings import Settings
 from model.bundle import Manifest, list_repository, load_bundle
 from model.errors import BundleError
+from model.golden import verify_golden
 from model.runtime import RuntimeOptions, ScoreBatch, VAERuntime
 from model.scores import SCORE_NAMES
 
@@ -143,6 +144,7 @@ class ModelRegistry:
         models: dict[str, LoadedModel] = {}
         for path in paths:
             model = LoadedModel(VAERuntime(load_bundle(path), options))
+            verify_golden(model.runtime)  # the bundle's golden set, recomputed here: BundleError on a mismatch
             if model.key in models:
                 raise BundleError(
                     str(path), f"{model.key} is already served from {models[model.key].runtime.bundle.path}"

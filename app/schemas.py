@@ -9,7 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from model.bundle import InputSpec, SplitMetrics
 
-ScoreName = Literal["neg_elbo", "iwae_nll", "mse", "complexity"]  # the calibrated scores
+ScoreName = Literal[  # the calibrated scores
+    "neg_elbo", "iwae_nll", "mse", "complexity", "posterior_mean_nll", "discretised_nll", "dssim", "mahalanobis",
+    "latent_nll", "fisher", "tippett",
+]  # fmt: skip
 _LATENT = [0.12, -1.3, 0.8, 0.05]
 _HEATMAP = (
     "with heatmap=true: a base64 PNG of -log p(x_i | z = posterior mean) per pixel, nats, "
@@ -68,6 +71,23 @@ class ImageScores(_Out):
     complexity: float = Field(
         examples=[-2296.3],
         description="iwae_nll / ln 2 - png_bits, bits: Serrà et al. (2020)'s complexity-corrected NLL",
+    )
+    posterior_mean_nll: float = Field(examples=[61.2], description="-log p(x | z = posterior mean): the heatmap summed")
+    discretised_nll: float = Field(
+        examples=[3105.4], description="-log P(x in 8 bits | z = posterior mean) under the decoder's density"
+    )
+    dssim: float = Field(examples=[0.027], description="(1 - SSIM(x, reconstruction)) / 2, 7x7 windows; unitless")
+    mahalanobis: float | None = Field(
+        examples=[14.1], description="squared Mahalanobis distance of the posterior mean from the training latents"
+    )
+    latent_nll: float | None = Field(
+        examples=[-9.6], description="-log density of the posterior mean under the training latents' Gaussian mixture"
+    )
+    fisher: float | None = Field(
+        examples=[3.8], description="Fisher's -2 sum log p over the combined scores' p-values; unitless"
+    )
+    tippett: float | None = Field(
+        examples=[0.9], description="-log of Tippett's Sidak-corrected minimum p over the combined scores; unitless"
     )
 
 

@@ -13,16 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
 from model import scores as S
-from model.bundle import Bundle
+from model.bundle import Bundle, Combination, LatentStatistics, LikelihoodSpec, Manifest
+from model.decision import p_values
 from model.errors import BundleError, InputError
 from model.preprocess import png_bits
-from model.scores import SCORE_NAMES
+from model.scores import COMBINED_SCORES, SCORE_NAMES
 
 F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
@@ -147,9 +149,7 @@ class VAERuntime:
 
     def params_to_images(self, params: F32) -> F32:
         """The mean of p(x|z) as images in [0, 1]."""
-        if self.manifest.likelihood.kind == "bernoulli":
-            return (0.5 * (1.0 + np.tanh(0.5 * params))).astype(np.float32)  # sigmoid, overflow-free
-        return np.clip(params, 0.0, 1.0)
+        return params_to_images(self.manifest.likelihood, params)
 
     def decode(self, z: F32) -> F32:
         """(N, D) latents -> (N, C, H, W) images in [0, 1]."""
@@ -186,55 +186,130 @@ class VAERuntime:
 
     def pixel_log_likelihood(self, images: F32, params: F32) -> F64:
         """log p(x_i|z) per pixel, (..., C, H, W)."""
-        x = images.astype(np.float64)
-        if self.manifest.likelihood.kind == "bernoulli":
-            return S.bernoulli_pixel_log_prob(x, params)
-        log_scale = np.asarray(self.manifest.likelihood.log_scale or [0.0], dtype=np.float64)
-        return S.gaussian_pixel_log_prob(x, params, log_scale)
+        return pixel_log_likelihood(self.manifest.likelihood, images, params)
 
     def score(self, images: F32, importance_samples: int = 64, seed: int = 0) -> ScoreBatch:
-        """All per-image scores with K = importance_samples draws from q(z|x).
+        """All per-image scores with K = importance_samples draws from q(z|x): `score_images` on these graphs."""
+        return score_images(self, images, importance_samples, seed, self.options.decode_chunk)
 
-        Every image uses the same K standard-normal draws for a given seed, so an image's
-        scores do not depend on what else is in the batch.
-        """
-        k = importance_samples
-        if k < 1:
-            raise InputError(f"importance_samples must be >= 1, got {k}")
-        images = np.asarray(images, dtype=np.float32)
-        mean, log_var = self.encode(images)  # (N, D)
-        eps = noise(seed, (k, self.latent_dim))  # (K, D), shared across images
-        z = mean[:, None] + np.exp(0.5 * log_var)[:, None] * eps[None]  # (N, K, D)
-        flat = z.reshape(-1, self.latent_dim)  # (N*K, D): row r belongs to image r // K
-        flat_log_px = np.empty(len(flat))
-        # Decode in chunks of rows, whatever N and K: ONNX Runtime's memory grows with the
-        # largest call it ever served, so no request may make one call huge.
-        for start in range(0, len(flat), self.options.decode_chunk):
-            rows = np.arange(start, min(start + self.options.decode_chunk, len(flat)))
-            flat_log_px[rows] = self.log_likelihood(images[rows // k], self.decode_params(flat[rows]))
-        log_px = flat_log_px.reshape(len(images), k)  # (N, K)
-        log_weights = log_px + S.standard_normal_log_prob(z) - S.diag_normal_log_prob(eps[None], log_var[:, None])
-        reconstruction = -log_px.mean(axis=1)
-        kl = S.kl_to_standard_normal(mean, log_var)
-        iwae_nll = -S.iwae_log_likelihood(log_weights)
-        recon_params = self.decode_params(mean)  # (N, C, H, W)
-        recon_images = self.params_to_images(recon_params)
-        mse = ((recon_images.astype(np.float64) - images) ** 2).reshape(len(images), -1).mean(axis=1)
-        # The heatmap: which pixels the model cannot explain from the image's own code. The
-        # posterior mean rather than the K samples: one deterministic map, the one `mse` uses.
-        pixel_nll = (-self.pixel_log_likelihood(images, recon_params)).astype(np.float32)
-        lengths = png_bits(images)
-        scores = {
-            "neg_elbo": reconstruction + kl,
-            "reconstruction": reconstruction,
-            "kl": kl,
-            "iwae_nll": iwae_nll,
-            "bits_per_dim": S.bits_per_dim(iwae_nll, self.input.dims),
-            "mse": mse,
-            "png_bits": lengths,
-            "complexity": S.complexity_corrected(iwae_nll, lengths),
-        }
-        return ScoreBatch({name: scores[name] for name in SCORE_NAMES}, recon_images, pixel_nll, k)
+
+class Graphs(Protocol):
+    """What scoring needs of a model: its manifest and its two graphs. `VAERuntime` runs the
+    ONNX graphs; the trainer passes its torch networks, to check that both give one answer."""
+
+    @property
+    def manifest(self) -> Manifest: ...
+
+    def encode(self, images: F32) -> tuple[F32, F32]: ...
+
+    def decode_params(self, z: F32) -> F32: ...
+
+
+def pixel_log_likelihood(likelihood: LikelihoodSpec, images: F32, params: F32) -> F64:
+    """log p(x_i|z) per pixel, (..., C, H, W), for the manifest's likelihood."""
+    x = images.astype(np.float64)
+    if likelihood.kind == "bernoulli":
+        return S.bernoulli_pixel_log_prob(x, params)
+    return S.gaussian_pixel_log_prob(x, params, _log_scale(likelihood))
+
+
+def bin_log_likelihood(likelihood: LikelihoodSpec, images: F32, params: F32) -> F64:
+    """log P(x_i's 8-bit bin | z) per pixel: the continuous Bernoulli read of Bernoulli logits, or the Gaussian."""
+    if likelihood.kind == "bernoulli":
+        return S.continuous_bernoulli_bin_log_prob(images, params)
+    return S.gaussian_bin_log_prob(images, params, _log_scale(likelihood))
+
+
+def _log_scale(likelihood: LikelihoodSpec) -> F64:
+    return np.asarray(likelihood.log_scale or [0.0], dtype=np.float64)
+
+
+def params_to_images(likelihood: LikelihoodSpec, params: F32) -> F32:
+    """The mean of p(x|z) as images in [0, 1]."""
+    if likelihood.kind == "bernoulli":
+        return (0.5 * (1.0 + np.tanh(0.5 * params))).astype(np.float32)  # sigmoid, overflow-free
+    return np.clip(params, 0.0, 1.0)
+
+
+def latent_precision(latents: LatentStatistics) -> F64:
+    """The inverse covariance of the training posterior means (D, D); a pseudo-inverse, so a
+    dimension the encoder never uses cannot make it blow up."""
+    return np.linalg.pinv(np.asarray(latents.covariance, np.float64), hermitian=True)
+
+
+def combined_scores(combination: Combination | None, scores: Mapping[str, F64]) -> dict[str, F64]:
+    """Every combined score of `SCORES` from the component scores (N,) by name: each
+    component's conformal p-value against the combination's reference scores, pooled by
+    Fisher's and Tippett's methods. NaN for every image when there is no combination."""
+    n = len(next(iter(scores.values())))
+    if combination is None:
+        return {name: np.full(n, np.nan) for name in COMBINED_SCORES}
+    p = np.stack([p_values(combination.reference[name], scores[name]) for name in combination.scores], axis=-1)
+    statistics = {"fisher": S.fisher_statistic(p), "tippett": S.tippett_statistic(p)}  # p: (N, m)
+    return {name: statistics[name] for name in COMBINED_SCORES}
+
+
+def score_images(graphs: Graphs, images: F32, importance_samples: int, seed: int, decode_chunk: int = 64) -> ScoreBatch:
+    """All per-image scores of `SCORES` with K = importance_samples draws from q(z|x).
+
+    Every image uses the same K standard-normal draws for a given seed, so an image's
+    scores do not depend on what else is in the batch.
+    """
+    manifest = graphs.manifest
+    likelihood, latent_dim = manifest.likelihood, manifest.latent_dim
+    k = importance_samples
+    if k < 1:
+        raise InputError(f"importance_samples must be >= 1, got {k}")
+    images = np.asarray(images, dtype=np.float32)
+    mean, log_var = graphs.encode(images)  # (N, D)
+    eps = noise(seed, (k, latent_dim))  # (K, D), shared across images
+    z = mean[:, None] + np.exp(0.5 * log_var)[:, None] * eps[None]  # (N, K, D)
+    flat = z.reshape(-1, latent_dim)  # (N*K, D): row r belongs to image r // K
+    flat_log_px = np.empty(len(flat))
+    # Decode in chunks of rows, whatever N and K: ONNX Runtime's memory grows with the
+    # largest call it ever served, so no request may make one call huge.
+    for start in range(0, len(flat), decode_chunk):
+        rows = np.arange(start, min(start + decode_chunk, len(flat)))
+        per_pixel = pixel_log_likelihood(likelihood, images[rows // k], graphs.decode_params(flat[rows]))
+        flat_log_px[rows] = per_pixel.reshape(len(rows), -1).sum(axis=-1)
+    log_px = flat_log_px.reshape(len(images), k)  # (N, K)
+    log_weights = log_px + S.standard_normal_log_prob(z) - S.diag_normal_log_prob(eps[None], log_var[:, None])
+    reconstruction = -log_px.mean(axis=1)
+    kl = S.kl_to_standard_normal(mean, log_var)
+    iwae_nll = -S.iwae_log_likelihood(log_weights)
+    recon_params = graphs.decode_params(mean)  # (N, C, H, W)
+    recon_images = params_to_images(likelihood, recon_params)
+    mse = ((recon_images.astype(np.float64) - images) ** 2).reshape(len(images), -1).mean(axis=1)
+    # The heatmap: which pixels the model cannot explain from the image's own code. The
+    # posterior mean rather than the K samples: one deterministic map, the one `mse` uses.
+    pixel_nll = -pixel_log_likelihood(likelihood, images, recon_params)  # (N, C, H, W)
+    bin_nll = -bin_log_likelihood(likelihood, images, recon_params)
+    lengths = png_bits(images)
+    latents = manifest.latents
+    scores = {
+        "neg_elbo": reconstruction + kl,
+        "reconstruction": reconstruction,
+        "kl": kl,
+        "iwae_nll": iwae_nll,
+        "bits_per_dim": S.bits_per_dim(iwae_nll, manifest.input.dims),
+        "mse": mse,
+        "png_bits": lengths,
+        "complexity": S.complexity_corrected(iwae_nll, lengths),
+        "posterior_mean_nll": pixel_nll.reshape(len(images), -1).sum(axis=1),
+        "discretised_nll": bin_nll.reshape(len(images), -1).sum(axis=1),
+        "dssim": S.dssim(images, recon_images),
+        "mahalanobis": _nan(images) if latents is None else S.mahalanobis_squared(mean, latents.mean,
+                                                                                      latent_precision(latents)),
+        "latent_nll": _nan(images) if latents is None or latents.mixture is None else S.mixture_nll(
+            mean, latents.mixture.weights, latents.mixture.means, latents.mixture.precisions_cholesky),
+    }  # fmt: skip
+    calibration = manifest.calibration
+    scores |= combined_scores(calibration.combination if calibration is not None else None, scores)
+    return ScoreBatch({name: scores[name] for name in SCORE_NAMES}, recon_images, pixel_nll.astype(np.float32), k)
+
+
+def _nan(images: F32) -> F64:
+    return np.full(len(images), np.nan)
 
 
 def batched_scores(
