@@ -30,27 +30,30 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
+from scipy.stats import rankdata
 
 from model.bundle import Combination, load_bundle
 from model.decision import decide
 from model.latents import posterior
 from model.localise import anomaly_masks, overlay, pixel_maps
 from model.preprocess import encode_png, heatmap_png
-from model.runtime import ScoreBatch, VAERuntime, batched_scores, combined_scores
+from model.runtime import RuntimeOptions, ScoreBatch, VAERuntime, batched_scores, combined_scores
 from model.scores import CALIBRATED_SCORES, COMBINED_SCORES, SCORE_NAMES, mixture_nll
 from training.calibrate import fit_latent_mixture
 from training.data import bundle_splits
 from training.defects import DEFECTS, add_defects
-from training.evaluate import EVALUATED_SCORES, score_metrics
+from training.evaluate import EVALUATED_SCORES
 from training.evaluate import main as evaluate
 from training.localisation import aupro, pixel_auroc
-from training.ood_family import Half, half, make_set
+from training.ood_family import FAMILY, half, make_set
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -74,37 +77,58 @@ F64 = NDArray[np.float64]
 
 
 def _auroc(normal: F64, anomalous: F64) -> float:
-    return score_metrics("", "", normal, anomalous, None).auroc
+    """AUROC with anomalies positive: the Mann-Whitney U statistic over average ranks (ties count
+    one half), what sklearn's roc_auc_score gives, at a fraction of its cost."""
+    ranks = rankdata(np.concatenate([normal, anomalous]))
+    n, m = len(normal), len(anomalous)
+    return float((ranks[n:].sum() - m * (m + 1) / 2) / (n * m))
 
 
 # -- scoring the family ------------------------------------------------------------------------
 
 
-class Scored:
-    """Scores (and posterior means) of the normal set and of one half's sets, per seed."""
+def _score_seed(seed: int, sets: list[str], n: int) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, Any]]:
+    """One seed's work, in its own process: the normal set's and every set's score arrays, and the sets' images."""
+    runtime = VAERuntime(load_bundle(SHIPPED), RuntimeOptions(intra_op_threads=1, inter_op_threads=1))
+    test = bundle_splits(runtime.manifest)["test"]
+    started = time.perf_counter()
+    normal = batched_scores(runtime, test, K, seed).arrays()
+    images = {name: make_set(name, runtime.manifest, test, n, seed) for name in sets}
+    anomalous = {name: batched_scores(runtime, images[name], K, seed).arrays() for name in sets}
+    print(f"seed {seed}: {len(sets)} sets scored in {time.perf_counter() - started:.0f} s", flush=True)
+    return normal, anomalous, images
 
-    def __init__(self, runtime: VAERuntime, which: Half, seeds: tuple[int, ...], n: int) -> None:
-        splits = bundle_splits(runtime.manifest)
-        self.test = splits["test"]
-        self.sets = [s.name for s in half(which)]
+
+class Scored:
+    """Scores of the normal set and of some sets of the family, per seed; one process per seed."""
+
+    def __init__(self, runtime: VAERuntime, sets: list[str], seeds: tuple[int, ...], n: int) -> None:
+        self.test = bundle_splits(runtime.manifest)["test"]
+        self.sets = sets
         self.normal: dict[int, ScoreBatch] = {}
         self.anomalous: dict[tuple[int, str], ScoreBatch] = {}
         self.images: dict[tuple[int, str], NDArray[np.float32]] = {}
-        for seed in seeds:
-            started = time.perf_counter()
-            self.normal[seed] = batched_scores(runtime, self.test, K, seed)
-            for name in self.sets:
-                self.images[seed, name] = make_set(name, runtime.manifest, self.test, n, seed)
-                self.anomalous[seed, name] = batched_scores(runtime, self.images[seed, name], K, seed)
-            print(f"{which} half, seed {seed}: scored in {time.perf_counter() - started:.0f} s", flush=True)
+        with ProcessPoolExecutor(len(seeds)) as pool:
+            done = pool.map(_score_seed, seeds, [sets] * len(seeds), [n] * len(seeds))
+            for seed, (normal, anomalous, images) in zip(seeds, done, strict=True):
+                self.normal[seed] = ScoreBatch.from_arrays(normal, K)
+                for name in sets:
+                    self.anomalous[seed, name] = ScoreBatch.from_arrays(anomalous[name], K)
+                    self.images[seed, name] = images[name]
         self.seeds = seeds
 
-    def table(self, values: dict[str, Any]) -> dict[str, float]:
+    def only(self, sets: list[str]) -> Scored:
+        """The same scores, for some of the sets."""
+        other = object.__new__(Scored)
+        other.__dict__ |= self.__dict__ | {"sets": sets}
+        return other
+
+    def table(self, values: Callable[[ScoreBatch], F64]) -> dict[str, float]:
         """AUROC per set, averaged over seeds, of a score given as values(batch) -> (N,)."""
         return {
             name: float(np.mean([_auroc(values(self.normal[s]), values(self.anomalous[s, name])) for s in self.seeds]))
             for name in self.sets
-        }  # type: ignore[operator]
+        }
 
 
 def _summary(per_set: dict[str, float]) -> tuple[float, float]:
@@ -119,7 +143,7 @@ def select(seeds: tuple[int, ...], n: int) -> dict[str, Any]:
     """Rank every score and combination on the selection half; write and return the ranking."""
     runtime = VAERuntime(load_bundle(SHIPPED))
     splits = bundle_splits(runtime.manifest)
-    scored = Scored(runtime, "selection", seeds, n)
+    scored = Scored(runtime, [s.name for s in half("selection")], seeds, n)
     reference = batched_scores(runtime, splits["validation"], K, 0)  # the combination's reference split
     train_means, _ = posterior(runtime, splits["train"])
 
@@ -135,9 +159,10 @@ def select(seeds: tuple[int, ...], n: int) -> dict[str, Any]:
     latent_nll: dict[int, dict[int, F64]] = {}
     for size in MIXTURE_SIZES:
         mix = fit_latent_mixture(train_means, size, seed=0)
-        latent_nll[size] = {bid: mixture_nll(z, mix.weights, mix.means, mix.precisions_cholesky) for bid, z in latent.items()}
+        nll = {bid: mixture_nll(z, mix.weights, mix.means, mix.precisions_cholesky) for bid, z in latent.items()}
+        latent_nll[size] = nll
 
-    def values_of(name: str, size: int) -> Any:
+    def values_of(name: str, size: int) -> Callable[[ScoreBatch], F64]:
         return lambda b: latent_nll[size][id(b)] if name == "latent_nll" else b[name]
 
     rows: list[dict[str, Any]] = []
@@ -156,8 +181,8 @@ def select(seeds: tuple[int, ...], n: int) -> dict[str, Any]:
                                           reference={c: v.tolist() for c, v in ref.items()})  # fmt: skip
                 for method in COMBINED_SCORES:
 
-                    def pooled(b: ScoreBatch, c: Combination = combination, m: str = method) -> F64:
-                        return combined_scores(c, {name: values_of(name, size)(b) for name in c.scores})[m]
+                    def pooled(b: ScoreBatch, c: Combination = combination, m: str = method, k: int = size) -> F64:
+                        return combined_scores(c, {name: values_of(name, k)(b) for name in c.scores})[m]
 
                     rows.append({"score": method, "combine": list(combo),
                                  "mixture": size if "latent_nll" in combo else None,
@@ -215,8 +240,9 @@ def report(seeds: tuple[int, ...], n: int) -> None:
     scores = [name for name in SCORE_NAMES if name != "bits_per_dim"]  # bits_per_dim ranks as iwae_nll
     result: dict[str, Any] = {"seeds": list(seeds), "images_per_set": n, "importance_samples": K,
                               "default": cal.score, "halves": {}}  # fmt: skip
+    every = Scored(runtime, [s.name for s in FAMILY], seeds, n)
     for which in ("selection", "report"):
-        scored = Scored(runtime, which, seeds, n)  # type: ignore[arg-type]
+        scored = every.only([s.name for s in half(which)])
         per_seed = {
             name: {s: {seed: _auroc(scored.normal[seed][name], scored.anomalous[seed, s][name]) for seed in seeds}
                    for s in scored.sets} for name in scores
@@ -290,12 +316,14 @@ def localisation(runtime: VAERuntime, seeds: tuple[int, ...], n: int = 100) -> N
             verdicts = decide(cal, scored.scores).is_anomaly
             assert verdicts is not None
             masks = anomaly_masks(maps, threshold, verdicts)
-            all_maps, all_truth = np.concatenate([maps, normal_maps]), np.concatenate([truth, np.zeros_like(normal_maps, bool)])
+            all_maps = np.concatenate([maps, normal_maps])
+            all_truth = np.concatenate([truth, np.zeros_like(normal_maps, bool)])
             sq_all = np.concatenate([squared, ((test - normal.reconstructions) ** 2).sum(axis=1)])
             hit = masks & truth
             per_seed.append({
                 "pixel_auroc": pixel_auroc(all_maps, all_truth), "aupro": aupro(all_maps, all_truth),
-                "pixel_auroc_squared_error": pixel_auroc(sq_all, all_truth), "aupro_squared_error": aupro(sq_all, all_truth),
+                "pixel_auroc_squared_error": pixel_auroc(sq_all, all_truth),
+                "aupro_squared_error": aupro(sq_all, all_truth),
                 "image_auroc": _auroc(decide(cal, normal.scores).values, decide(cal, scored.scores).values),
                 "flagged": float(verdicts.mean()),
                 "mask_precision": float(hit.sum() / max(masks.sum(), 1)), "mask_recall": float(hit.sum() / truth.sum()),
@@ -325,8 +353,9 @@ def localisation(runtime: VAERuntime, seeds: tuple[int, ...], n: int = 100) -> N
         lines.append(f"| {r['defect']} | {r['image_auroc']:.3f} | {r['pixel_auroc']:.3f} | {r['aupro']:.3f} | "
                      f"{r['pixel_auroc_squared_error']:.3f} | {r['aupro_squared_error']:.3f} | {r['flagged']:.2f} | "
                      f"{r['mask_precision']:.2f} | {r['mask_recall']:.2f} | {r['mask_iou']:.2f} |")  # fmt: skip
-    lines.append(f"\nNormal test digits: {quiet['flagged']:.1%} flagged, {quiet['with_mask_pixels']:.1%} with any mask "
-                 f"pixel, {quiet['over_pixel_threshold_anywhere']:.1%} with any pixel over the pixel threshold.")  # fmt: skip
+    over = quiet["over_pixel_threshold_anywhere"]
+    lines.append(f"\nNormal test digits: {quiet['flagged']:.1%} flagged, {quiet['with_mask_pixels']:.1%} with any "
+                 f"mask pixel, {over:.1%} with any pixel over the pixel threshold.")  # fmt: skip
     (RESULTS / "anomaly-localisation.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     _localisation_png(pictures, threshold, RESULTS / "anomaly-localisation.png")
@@ -404,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
         scores = [s for s in EVALUATED_SCORES if s != "png_bits"]
         table = one_vs_rest_md(rows, scores)
         (RESULTS / "anomaly-one-vs-rest.md").write_text(
-            f"AUROC, one-vs-rest: normal = the digit's test split, anomalies = 500 other digits; K={K}, seed 0.\n\n" + table
+            f"AUROC, one-vs-rest: normal = the digit's test split, anomalies = 500 other digits; K={K}, seed 0.\n\n"
+            + table
         )
         print(table)
     return 0

@@ -155,7 +155,9 @@ def differences(expected: GoldenSet, actual: GoldenSet) -> Iterator[tuple[str, f
     (they are rank-based: `inconsistencies` checks them)."""
     for i, (e, a) in enumerate(zip(expected.images, actual.images, strict=True)):
         where = f"image {i} ({e.label})"
-        pairs = [(f"latent mean[{d}]", a.mean[d], e.mean[d]) for d in range(len(e.mean))]
+        pairs: list[tuple[str, float | None, float | None]] = [
+            (f"latent mean[{d}]", a.mean[d], e.mean[d]) for d in range(len(e.mean))
+        ]
         pairs += [(f"latent log_var[{d}]", a.log_var[d], e.log_var[d]) for d in range(len(e.log_var))]
         pairs += [(f"score {name}", a.scores.get(name), e.scores.get(name))
                   for name in SCORE_NAMES if name not in COMBINED_SCORES]  # fmt: skip
@@ -192,9 +194,12 @@ def inconsistencies(golden: GoldenSet, calibration: Calibration | None) -> Itera
             is_anomaly=None if verdicts is None else bool(verdicts[i]),
         )
         for field in GoldenDecision.model_fields:
-            got, want = getattr(recomputed, field), getattr(g.decision, field)
-            if got != want and not (isinstance(got, float) and isinstance(want, float) and math.isclose(got, want)):
-                yield f"{where}: decision {field}", got, want
+            recorded: object = getattr(g.decision, field)
+            now: object = getattr(recomputed, field)
+            if now != recorded and not (
+                isinstance(now, float) and isinstance(recorded, float) and math.isclose(now, recorded)
+            ):
+                yield f"{where}: decision {field}", now, recorded
 
 
 def verify_golden(runtime: VAERuntime) -> GoldenSet | None:
@@ -216,8 +221,8 @@ def verify_golden(runtime: VAERuntime) -> GoldenSet | None:
     for what, got, want, tolerance in differences(golden, actual):
         raise BundleError(path, f"{what} is {got:.7g} here but {want:.7g} in the golden set "
                                 f"(|difference| {abs(got - want):.3g} > tolerance {tolerance:.3g})")  # fmt: skip
-    for what, got, want in inconsistencies(golden, bundle.manifest.calibration):
+    for what, now, recorded in inconsistencies(golden, bundle.manifest.calibration):
         raise BundleError(
-            path, f"{what} is {got} from the golden scores and this calibration, but {want} in the golden set"
+            path, f"{what} is {now} from the golden scores and this calibration, but {recorded} in the golden set"
         )
     return golden

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,11 @@ SCORE_NAMES: tuple[str, ...] = tuple(s.name for s in SCORES)
 CALIBRATED_SCORES: tuple[str, ...] = tuple(s.name for s in SCORES if s.calibrated)
 COMBINED_SCORES: tuple[str, ...] = tuple(s.name for s in SCORES if s.combined)
 
-DEFAULT_SCORE = "mse"  # chosen on the selection half of the OOD family: docs/anomaly.md
-DEFAULT_COMBINATION = ("mse", "dssim", "latent_nll")  # what `fisher` and `tippett` pool; chosen likewise
-DEFAULT_MIXTURE_COMPONENTS = 20  # of the latent Gaussian mixture behind `latent_nll`; chosen likewise
+# Chosen on the selection half of the OOD family only (bench/results/anomaly-selection.md,
+# docs/anomaly.md): the default score, what the combined scores pool, the latent mixture's size.
+DEFAULT_SCORE = "fisher"
+DEFAULT_COMBINATION = ("mse", "complexity", "posterior_mean_nll", "latent_nll")
+DEFAULT_MIXTURE_COMPONENTS = 20
 DEFAULT_FALSE_POSITIVE_RATE = 0.01
 DEFAULT_IMPORTANCE_SAMPLES = 64  # K when neither the request nor the calibration says
 
@@ -181,7 +183,7 @@ _ERFC = np.frompyfunc(math.erfc, 1, 1)  # numpy has no erfc; the base install ha
 def _log_upper_tail(z: NDArray[np.float64]) -> NDArray[np.float64]:
     """log(1 - Phi(z)) for z in [-inf, inf]: from erfc, or where that underflows (z > 37),
     from the asymptotic series phi(z)/z (1 - 1/z^2 + 3/z^4 - 15/z^6), whose error there is below 1e-10."""
-    q = 0.5 * _ERFC(z / math.sqrt(2.0)).astype(np.float64)
+    q = 0.5 * np.asarray(_ERFC(z / math.sqrt(2.0)), dtype=np.float64)
     far = q < 1e-290
     zf = np.where(far, z, 40.0)
     with np.errstate(divide="ignore"):
@@ -246,13 +248,13 @@ def dssim(x: FloatArray, y: FloatArray) -> NDArray[np.float64]:
 # -- latent density -------------------------------------------------------------------------
 
 
-def mahalanobis_squared(z: FloatArray, mean: FloatArray, precision: FloatArray) -> NDArray[np.float64]:
+def mahalanobis_squared(z: FloatArray, mean: ArrayLike, precision: ArrayLike) -> NDArray[np.float64]:
     """(z - mean)^T precision (z - mean) per row of z (N, D), for the inverse covariance (D, D)."""
     d = np.asarray(z, np.float64) - np.asarray(mean, np.float64)
     return np.einsum("nd,de,ne->n", d, np.asarray(precision, np.float64), d)
 
 
-def mixture_nll(z: FloatArray, weights: FloatArray, means: FloatArray, precisions_cholesky: FloatArray
+def mixture_nll(z: FloatArray, weights: ArrayLike, means: ArrayLike, precisions_cholesky: ArrayLike
                 ) -> NDArray[np.float64]:  # fmt: skip
     """-log sum_m w_m N(z; mu_m, Sigma_m) per row of z (N, D), for a Gaussian mixture given by its
     weights (M,), means (M, D) and the Cholesky factors L_m of its precisions (M, D, D),

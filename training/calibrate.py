@@ -178,9 +178,7 @@ def recalibrate(path: Path, config: CalibrationConfig, command: str = "") -> Cal
     the ONNX graphs alone, and the manifest says so."""
     bundle = load_bundle(path)
     splits = bundle_splits(bundle.manifest)
-    done = calibrate_bundle(
-        VAERuntime(bundle), splits, config, GoldenInfo(file=GOLDEN, images=0, computed_by="onnx")
-    )
+    done = calibrate_bundle(VAERuntime(bundle), splits, config, GoldenInfo(file=GOLDEN, images=0, computed_by="onnx"))
     calibration = done.manifest.calibration
     assert calibration is not None
     files = {name: (path / name).read_bytes() for name in bundle.manifest.files}
@@ -210,8 +208,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, help="seed of the noise (default: the bundle's, else 0)")
     poolable = [name for name in CALIBRATED_SCORES if name not in COMBINED_SCORES]
-    p.add_argument("--combine", nargs="+", choices=poolable, metavar="SCORE",
-                   help=f"scores the combined scores pool (default: the bundle's, else {' '.join(defaults.combine)})")
+    p.add_argument(
+        "--combine",
+        nargs="+",
+        choices=poolable,
+        metavar="SCORE",
+        help=f"scores the combined scores pool (default: the bundle's, else {' '.join(defaults.combine)})",
+    )
     p.add_argument("--mixture-components", type=int, help="of the latent Gaussian mixture (default: the bundle's, "
                    f"else {defaults.mixture_components})")  # fmt: skip
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")

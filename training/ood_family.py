@@ -210,7 +210,8 @@ def _photo_textures(ctx: Context, n: int, rng: np.random.Generator) -> F32:
         from skimage import data  # the train extra: its example images ship inside the wheel
     except ImportError:
         raise DataError("textures-photo needs scikit-image (pip install 'vaeserve[train]')") from None
-    sources = [data.brick(), data.grass(), data.gravel(), data.camera(), data.moon(), data.coins(), data.text()]
+    names = ("brick", "grass", "gravel", "camera", "moon", "coins", "text")
+    sources = [getattr(data, name)() for name in names]  # (H, W) uint8 each
 
     def draw() -> U8:
         source = sources[rng.integers(len(sources))]

@@ -399,8 +399,11 @@ def test_samples_out_of_range(client: TestClient, query: str, detail: str) -> No
     [
         ("importance_samples=0", "importance_samples must be between 1 and 5000, got 0"),
         ("importance_samples=5001", "importance_samples must be between 1 and 5000, got 5001"),
-        ("score=likelihood", "query score: Input should be 'neg_elbo', 'iwae_nll', 'mse', 'complexity', "
-         "'posterior_mean_nll', 'discretised_nll', 'dssim', 'mahalanobis', 'latent_nll', 'fisher' or 'tippett'"),
+        (
+            "score=likelihood",
+            "query score: Input should be 'neg_elbo', 'iwae_nll', 'mse', 'complexity', "
+            "'posterior_mean_nll', 'discretised_nll', 'dssim', 'mahalanobis', 'latent_nll', 'fisher' or 'tippett'",
+        ),
         ("false_positive_rate=1", "query false_positive_rate: Input should be less than 1"),
     ],
 )

@@ -60,7 +60,9 @@ def test_a_changed_weight_is_refused(bundle: Bundle, tmp_path: Path) -> None:
     bias = next(t for t in graph.graph.initializer if numpy_helper.to_array(t).ndim == 1)
     bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias) + np.float32(0.01), bias.name))
     path = _rewrite(bundle, tmp_path / "b", **{"encoder.onnx": graph.SerializeToString()})
-    with pytest.raises(BundleError, match=rf"{path / GOLDEN}: image 0 \(normal: held-out image 0\): latent mean\[0\] is "):
+    with pytest.raises(
+        BundleError, match=rf"{path / GOLDEN}: image 0 \(normal: held-out image 0\): latent mean\[0\] is "
+    ):
         verify_golden(VAERuntime(load_bundle(path)))
 
 
@@ -81,7 +83,9 @@ def test_combined_scores_are_checked_against_the_calibration(bundle: Bundle, tmp
     name = COMBINED_SCORES[0]
     raw["images"][1]["scores"][name] += 0.5
     path = _rewrite(bundle, tmp_path / "b", **{GOLDEN: json.dumps(raw).encode()})
-    with pytest.raises(BundleError, match=rf"image 1 \(normal: held-out image 1\): score {name} is [0-9.]+ from the golden"):
+    with pytest.raises(
+        BundleError, match=rf"image 1 \(normal: held-out image 1\): score {name} is [0-9.]+ from the golden"
+    ):
         verify_golden(VAERuntime(load_bundle(path)))
 
 

@@ -119,8 +119,12 @@ def test_gaussian_bins_match_scipy_normal_and_keep_their_tails() -> None:
     low, high = np.where(x == 0, -np.inf, low), np.where(x == 1, np.inf, high)
     # log(F(b) - F(a)) = log F(b) + log1p(-F(a) / F(b)), from the tail on the far side of the mean
     with np.errstate(divide="ignore", invalid="ignore"):  # np.where computes the side it then drops
-        upper = norm.logsf(low, mean, scale) + np.log1p(-np.exp(norm.logsf(high, mean, scale) - norm.logsf(low, mean, scale)))
-        lower = norm.logcdf(high, mean, scale) + np.log1p(-np.exp(norm.logcdf(low, mean, scale) - norm.logcdf(high, mean, scale)))
+        upper = norm.logsf(low, mean, scale) + np.log1p(
+            -np.exp(norm.logsf(high, mean, scale) - norm.logsf(low, mean, scale))
+        )
+        lower = norm.logcdf(high, mean, scale) + np.log1p(
+            -np.exp(norm.logcdf(low, mean, scale) - norm.logcdf(high, mean, scale))
+        )
     expected = np.where(low > mean, upper, lower)
     np.testing.assert_allclose(S.gaussian_bin_log_prob(x, mean, log_scale), expected, rtol=1e-9)
     far = S.gaussian_bin_log_prob(np.full((1, 1, 1, 1), 0.5), np.zeros((1, 1, 1, 1)), np.array([-5.0]))
@@ -134,7 +138,9 @@ def test_ssim_is_scikit_image_structural_similarity(shape: tuple[int, ...]) -> N
     x = rng.random(shape)
     y = np.clip(x + rng.normal(scale=0.2, size=shape), 0, 1)
     window = min(7, shape[-1], shape[-2]) // 2 * 2 + 1 if min(shape[-2:]) < 7 else 7
-    expected = [structural_similarity(a, b, data_range=1.0, channel_axis=0, win_size=window) for a, b in zip(x, y, strict=True)]
+    expected = [
+        structural_similarity(a, b, data_range=1.0, channel_axis=0, win_size=window) for a, b in zip(x, y, strict=True)
+    ]
     np.testing.assert_allclose(S.ssim(x, y), expected, rtol=1e-9)
     np.testing.assert_allclose(S.dssim(x, y), (1 - np.asarray(expected)) / 2, rtol=1e-9)
     np.testing.assert_allclose(S.ssim(x, x), 1.0)

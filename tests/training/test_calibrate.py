@@ -106,9 +106,12 @@ def test_recalibrate_with_another_combination_and_mixture(bundle: Bundle, tmp_pa
         (["--fpr", "1.5"], "error: --fpr must be in (0, 1), got 1.5"),
         (["--importance-samples", "0"], "error: --importance-samples must be >= 1, got 0"),
         (["--mixture-components", "0"], "error: calibration.mixture_components must be >= 1, got 0"),
-        (["--combine", "mse", "mse"], "error: calibration.combine must name distinct scores of ['neg_elbo', 'iwae_nll', "
-         "'mse', 'complexity', 'posterior_mean_nll', 'discretised_nll', 'dssim', 'mahalanobis', 'latent_nll'], "
-         "got ['mse', 'mse']"),
+        (
+            ["--combine", "mse", "mse"],
+            "error: calibration.combine must name distinct scores of ['neg_elbo', 'iwae_nll', "
+            "'mse', 'complexity', 'posterior_mean_nll', 'discretised_nll', 'dssim', 'mahalanobis', 'latent_nll'], "
+            "got ['mse', 'mse']",
+        ),
     ],
 )
 def test_bad_arguments_change_nothing(bundle: Bundle, tmp_path: Path, capsys, args: list[str], message: str) -> None:
