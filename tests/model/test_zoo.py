@@ -9,8 +9,8 @@ from app.settings import SHIPPED_REPOSITORY
 from model.bundle import list_repository, load_bundle
 from model.decision import p_values
 from model.golden import verify_golden
-from model.scores import CALIBRATED_SCORES, DEFAULT_COMBINATION, DEFAULT_MIXTURE_COMPONENTS, DEFAULT_SCORE
 from model.runtime import RuntimeOptions, VAERuntime, batched_scores
+from model.scores import CALIBRATED_SCORES, DEFAULT_COMBINATION, DEFAULT_MIXTURE_COMPONENTS, DEFAULT_SCORE
 from training.config import DataConfig
 from training.data import load_dataset
 
