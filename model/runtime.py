@@ -240,13 +240,15 @@ def latent_precision(latents: LatentStatistics) -> F64:
 def combined_scores(combination: Combination | None, scores: Mapping[str, F64]) -> dict[str, F64]:
     """Every combined score of `SCORES` from the component scores (N,) by name: each
     component's conformal p-value against the combination's reference scores, pooled by
-    Fisher's and Tippett's methods. NaN for every image when there is no combination."""
+    Fisher's and Tippett's methods. NaN where there is no combination or a component is NaN."""
     n = len(next(iter(scores.values())))
     if combination is None:
         return {name: np.full(n, np.nan) for name in COMBINED_SCORES}
+    components = np.stack([scores[name] for name in combination.scores], axis=-1)  # (N, m)
     p = np.stack([p_values(combination.reference[name], scores[name]) for name in combination.scores], axis=-1)
-    statistics = {"fisher": S.fisher_statistic(p), "tippett": S.tippett_statistic(p)}  # p: (N, m)
-    return {name: statistics[name] for name in COMBINED_SCORES}
+    statistics = {"fisher": S.fisher_statistic(p), "tippett": S.tippett_statistic(p)}
+    missing = np.isnan(components).any(axis=-1)
+    return {name: np.where(missing, np.nan, statistics[name]) for name in COMBINED_SCORES}
 
 
 def score_images(graphs: Graphs, images: F32, importance_samples: int, seed: int, decode_chunk: int = 64) -> ScoreBatch:
