@@ -78,18 +78,6 @@ def test_samples_are_the_same_bytes_across_processes(repository: Path) -> None:
     assert grids[0] == grids[1] and grids[0].startswith(b"\x89PNG")
 
 
-@pytest.mark.parametrize(
-    ("breakage", "message"),
-    [
-        (lambda b: (b / "decoder.onnx").write_bytes(b"x" + (b / "decoder.onnx").read_bytes()[1:]),
-         "decoder.onnx: sha256 does not match the manifest"),
-        (lambda b: (b / "encoder.onnx").unlink(), "encoder.onnx: missing file listed in the manifest"),
-        (lambda b: (b / "manifest.json").write_text("{}"), "manifest.json: invalid manifest at name: Field required"),
-        (lambda b: _edit_golden(b), r"golden.json: image 0 \(normal: held-out image 0\): score mse is [0-9.e-]+ here "
-         r"but [0-9.e-]+ in the golden set \(\|difference\| [0-9.e-]+ > tolerance [0-9.e-]+\)"),
-        (lambda b: _shift_a_weight(b), r"golden.json: image 0 \(normal: held-out image 0\): latent mean\[0\] is"),
-    ],
-)  # fmt: skip
 def _rehash(path: Path, **changed: bytes) -> None:
     """Replace files of the bundle at `path` and re-hash them in its manifest: only the golden set can tell."""
     manifest = load_bundle(path).manifest
@@ -112,6 +100,18 @@ def _shift_a_weight(path: Path) -> None:
     _rehash(path, **{"encoder.onnx": graph.SerializeToString()})
 
 
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        (lambda b: (b / "decoder.onnx").write_bytes(b"x" + (b / "decoder.onnx").read_bytes()[1:]),
+         "decoder.onnx: sha256 does not match the manifest"),
+        (lambda b: (b / "encoder.onnx").unlink(), "encoder.onnx: missing file listed in the manifest"),
+        (lambda b: (b / "manifest.json").write_text("{}"), "manifest.json: invalid manifest at name: Field required"),
+        (lambda b: _edit_golden(b), r"golden.json: image 0 \(normal: held-out image 0\): score mse is [0-9.e-]+ here "
+         r"but [0-9.e-]+ in the golden set \(\|difference\| [0-9.e-]+ > tolerance [0-9.e-]+\)"),
+        (lambda b: _shift_a_weight(b), r"golden.json: image 0 \(normal: held-out image 0\): latent mean\[0\] is"),
+    ],
+)  # fmt: skip
 def test_a_broken_bundle_stops_the_service_at_start_up(
     repository: Path, tmp_path: Path, breakage, message: str
 ) -> None:

@@ -37,8 +37,8 @@ def test_training_writes_a_golden_set_that_torch_and_onnx_agree_on(bundle: Bundl
     assert golden is not None and [g.label.split(":")[0] for g in golden.images] == ["normal"] * 3 + ["anomalous"] * 4
     for g in golden.images:
         assert set(g.scores) == set(SCORE_NAMES) and all(g.scores[name] is not None for name in SCORE_NAMES)
-    assert all(g.decision.is_anomaly is not None and g.decision.p_value is not None for g in golden.images)
-    assert golden.images[5].decision.is_anomaly  # uniform noise, even for this barely trained model
+    assert all(g.decision.is_anomaly is not None and 0 < g.decision.p_value <= 1 for g in golden.images)
+    assert golden.images[5].scores["mse"] > max(g.scores["mse"] for g in golden.images[:3])  # noise
 
 
 def test_a_bundle_verifies_its_golden_set_under_other_settings(bundle: Bundle) -> None:
