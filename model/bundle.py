@@ -125,6 +125,21 @@ class SplitMetrics(_Schema):
     bits_per_dim: float  # of iwae_nll
 
 
+class Combination(_Schema):
+    """How the combined scores (`fisher`, `tippett`) pool other scores' conformal p-values.
+
+    Each component's p-value is taken against `reference`, the sorted scores of another
+    held-out split than the calibration split: the combined score is then a fixed function
+    of the image, and its own calibration scores give exactly valid p-values and thresholds
+    however dependent its components are (docs/anomaly.md, "Combining scores").
+    """
+
+    scores: list[str]  # the components, calibrated scores that are not combined themselves
+    split: str  # where `reference` comes from ("validation")
+    split_size: int
+    reference: dict[str, list[float]]  # sorted ascending, per component
+
+
 class Calibration(_Schema):
     """Scores of held-out normal images, for thresholds and p-values."""
 
@@ -135,6 +150,23 @@ class Calibration(_Schema):
     importance_samples: int
     seed: int
     scores: dict[str, list[float]]  # sorted ascending, per score name
+    combination: Combination | None = None
+    # The heatmap's threshold, nats per pixel: the (1 - false_positive_rate) quantile, over the
+    # calibration images, of each image's largest -log p(x_i | z = posterior mean) summed over
+    # channels (model/localise.py). At most that rate of normal images show a pixel above it.
+    pixel_threshold: float | None = None
+
+
+class LatentMixture(_Schema):
+    """A Gaussian mixture with full covariances fitted to the training split's posterior means
+    (scikit-learn's GaussianMixture, at training or re-calibration): the density of the
+    aggregate posterior that the `latent_nll` score uses."""
+
+    weights: list[float]  # (M,)
+    means: list[list[float]]  # (M, D)
+    precisions_cholesky: list[list[list[float]]]  # (M, D, D): L with L L^T = the inverse covariance
+    reg_covar: float  # added to each covariance's diagonal when fitting
+    seed: int
 
 
 class LatentStatistics(_Schema):
@@ -154,6 +186,16 @@ class LatentStatistics(_Schema):
     kl: list[float]  # (D,) mean KL(q(z_d|x) || N(0, 1)) per dimension, nats
     covariance: list[list[float]]  # (D, D) of the posterior means
     reference: list[list[float]]  # (M, D) posterior means of M images drawn with `seed`
+    mixture: LatentMixture | None = None
+
+
+class GoldenInfo(_Schema):
+    """The bundle's golden set (model/golden.py): inputs with the outputs they must give."""
+
+    file: str  # in `files`, so its checksum is verified like the graphs'
+    images: int
+    computed_by: Literal["torch+onnx", "onnx"]  # "onnx": written without the torch model (re-calibration)
+    torch_onnx_max_abs_diff: dict[str, float] | None = None  # latents and scores, when torch was there
 
 
 class ParentRef(_Schema):
@@ -212,6 +254,7 @@ class Manifest(_Schema):
     calibration: Calibration | None = None
     latents: LatentStatistics | None = None
     quantization: Quantization | None = None  # set when this bundle is an int8 variant of another
+    golden: GoldenInfo | None = None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from model.bundle import LatentStatistics
 from model.runtime import VAERuntime
 
 F32 = NDArray[np.float32]
+F64 = NDArray[np.float64]
 
 ACTIVE_VARIANCE = 0.01  # Burda et al. (2016), §5.2: Cov_x(E_q[z_d|x]) above this is an active unit
 
@@ -33,9 +34,7 @@ def latent_statistics(
     """Moments, per-dimension KL and a seeded reference sample of the posterior means of `images` (N, C, H, W)."""
     if len(images) < 2:
         raise ValueError(f"latent statistics need at least 2 images, got {len(images)}")
-    parts = [runtime.encode(images[i : i + batch]) for i in range(0, len(images), batch)]
-    mean = np.concatenate([m for m, _ in parts]).astype(np.float64)  # (N, D)
-    log_var = np.concatenate([v for _, v in parts]).astype(np.float64)  # (N, D)
+    mean, log_var = posterior(runtime, images, batch)  # (N, D) each
     kl = -0.5 * (1.0 + log_var - mean**2 - np.exp(log_var))  # (N, D), Kingma & Welling 2014, Appendix B
     rows = np.random.default_rng(seed).permutation(len(mean))[:reference_size]
     return LatentStatistics(
@@ -48,6 +47,13 @@ def latent_statistics(
         covariance=np.atleast_2d(np.cov(mean, rowvar=False)).tolist(),
         reference=mean[np.sort(rows)].tolist(),
     )
+
+
+def posterior(runtime: VAERuntime, images: F32, batch: int = 256) -> tuple[F64, F64]:
+    """The encoder's mean and log-variance (N, D) of `images` (N, C, H, W), in batches, as float64."""
+    parts = [runtime.encode(images[i : i + batch]) for i in range(0, len(images), batch)]
+    mean = np.concatenate([m for m, _ in parts]).astype(np.float64)
+    return mean, np.concatenate([v for _, v in parts]).astype(np.float64)
 
 
 def active_dimensions(stats: LatentStatistics, threshold: float = ACTIVE_VARIANCE) -> list[int]:

@@ -323,7 +323,7 @@ def png_bits(images: NDArray[np.floating]) -> NDArray[np.float64]:
 # A perceptually ordered dark-to-bright colour scale (anchors of matplotlib's "inferno"),
 # interpolated to 256 entries, so heatmaps need no plotting library in the serving path.
 _ANCHORS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float64)
-_COLORMAP = (
+COLORMAP = (
     np.stack(
         [np.interp(np.linspace(0.0, 1.0, 256), np.linspace(0.0, 1.0, len(_ANCHORS)), _ANCHORS[:, c]) for c in range(3)],
         axis=-1,
@@ -345,7 +345,7 @@ def heatmap_png(values: NDArray[np.floating], vmax: float | None = None) -> byte
     low = min(float(grid.min()), 0.0)  # a Gaussian's per-pixel NLL can be negative
     top = (float(grid.max()) if vmax is None else vmax) - low
     scaled = np.clip((grid - low) / top, 0.0, 1.0) if top > 0 else np.zeros_like(grid)
-    rgb = _COLORMAP[np.round(scaled * 255.0).astype(np.intp)]  # (H, W, 3)
+    rgb = COLORMAP[np.round(scaled * 255.0).astype(np.intp)]  # (H, W, 3)
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="PNG")
     return buffer.getvalue()

@@ -26,6 +26,7 @@ import torch
 
 from model.bundle import (
     DatasetInfo,
+    GoldenInfo,
     LikelihoodSpec,
     Manifest,
     TrainingInfo,
@@ -34,13 +35,14 @@ from model.bundle import (
     write_bundle,
 )
 from model.errors import BundleError
-from model.latents import latent_statistics
+from model.golden import GOLDEN, golden_bytes
 from model.runtime import VAERuntime
 from training import report
-from training.calibrate import calibrate, split_metrics
+from training.calibrate import calibrate_bundle, split_metrics
 from training.config import ConfigError, RunConfig, load_config
 from training.data import DataError, input_spec, load_dataset, split
 from training.export import ExportError, export_graphs
+from training.golden import GoldenMismatchError, check_torch_parity
 from training.loop import Trainer, TrainingError
 from training.nets import count_parameters
 
@@ -117,7 +119,8 @@ def run(args: argparse.Namespace) -> Path:
 
     dataset = load_dataset(config.data)
     indices, split_spec = split(dataset, config.data)
-    splits = Splits(**{name: dataset.images[idx] for name, idx in indices.items()})
+    split_images = {name: dataset.images[idx] for name, idx in indices.items()}
+    splits = Splits(**split_images)
     log.info("data: %s, %s", dataset.source, split_spec.counts)
 
     torch.use_deterministic_algorithms(True)
@@ -173,16 +176,18 @@ def run(args: argparse.Namespace) -> Path:
         draft = write_bundle(Path(tmp) / "draft", manifest, graph_files)
         runtime = VAERuntime(load_bundle(draft.path))
         cal = config.calibration
-        log.info(
-            "calibrating on %d images, test metrics with K=%d", len(splits.calibration), cal.test_importance_samples
-        )
-        calibration = calibrate(runtime, splits.calibration, cal)
+        log.info("test metrics with K=%d", cal.test_importance_samples)
         metrics = [
             split_metrics(runtime, splits.validation, "validation", cal.importance_samples, cal.seed),
             split_metrics(runtime, splits.test, "test", cal.test_importance_samples, cal.seed),
         ]
-        latents = latent_statistics(runtime, splits.train, seed=cal.seed)
-        manifest = manifest.model_copy(update={"metrics": metrics, "calibration": calibration, "latents": latents})
+        done = calibrate_bundle(runtime, split_images, cal, GoldenInfo(file=GOLDEN, images=0, computed_by="torch+onnx"))
+        diffs = check_torch_parity(trainer.model, done.runtime, done.golden)
+        log.info("golden set: torch and ONNX Runtime agree (largest differences %s)", diffs)
+        assert done.manifest.golden is not None and done.manifest.calibration is not None
+        golden = done.manifest.golden.model_copy(update={"torch_onnx_max_abs_diff": diffs})
+        manifest = done.manifest.model_copy(update={"metrics": metrics, "golden": golden})
+        calibration = done.manifest.calibration
         card = report.model_card(
             config=config,
             version=version,
@@ -191,11 +196,13 @@ def run(args: argparse.Namespace) -> Path:
             dataset=manifest.dataset,  # type: ignore[arg-type]
             metrics=metrics,
             calibration=calibration,
+            golden=golden,
             command="python -m training " + shlex.join(sys.argv[1:]),
             note=note,
         )
         files = {
             **graph_files,
+            GOLDEN: golden_bytes(done.golden),
             "MODEL_CARD.md": card.encode(),
             "samples.png": report.samples_png(runtime),
             "reconstructions.png": report.reconstructions_png(runtime, splits.test),
@@ -221,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, BundleError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (TrainingError, ExportError) as exc:
+    except (TrainingError, ExportError, GoldenMismatchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except TrainingInterrupted as exc:

@@ -15,6 +15,8 @@ made from the built-in digits, numpy, Pillow's own font and scikit-learn's 8x8 d
                           whose glyphs look like digits
     builtin:digits8x8     scikit-learn's 8x8 digits, upscaled to the input size by the
                           service's own preprocessing (bilinear), as an 8x8 upload would be
+    family:<set>          a set of the OOD family in training/ood_family.py (its selection
+                          and report halves), e.g. family:letters-serif
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ def load_set(name: str, manifest: Manifest, normal: F32 | None, n: int, seed: in
     """The set called `name` ("builtin:<set>", a folder or a .npz), at most n images."""
     spec = manifest.input
     rng = np.random.default_rng(seed)
+    if name.startswith("family:"):
+        from training.ood_family import make_set
+
+        return make_set(name.removeprefix("family:"), manifest, normal, n, seed)
     if not name.startswith("builtin:"):
         config = DataConfig(name, channels=spec.channels, height=spec.height, width=spec.width, resize=spec.resize)
         return load_dataset(config).images[:n]

@@ -1,12 +1,16 @@
 """Calibration and test metrics, computed by model/'s runtime on the exported graphs.
 
 The threshold and p-values the service gives come from scores computed here by the
-same `VAERuntime` code the service runs, on the held-out calibration split. Run as a
-command, it re-calibrates an existing bundle without retraining: the calibration split is
-rebuilt from the manifest's own split recipe, the ONNX files are left byte for byte as
-they are, and the manifest and model card are rewritten atomically.
+same `VAERuntime` code the service runs, on the held-out calibration split; so do the
+latent model (statistics and Gaussian mixture of the training split's posterior means),
+the reference scores of the combined scores (validation split), the heatmaps' pixel
+threshold and the golden set. Run as a command, it re-calibrates an existing bundle
+without retraining: the splits are rebuilt from the manifest's own split recipe, the ONNX
+files are left byte for byte as they are, and the manifest, model card and golden set are
+rewritten atomically.
 
-    python -m training.calibrate model/zoo/mnist-vae/1 --score complexity --fpr 0.01
+    python -m training.calibrate model/zoo/mnist-vae/1 --score fisher --fpr 0.01
+    python -m training.calibrate BUNDLE --combine mse dssim latent_nll --mixture-components 20
 
 Exit codes: 0 done, 2 bad input (an unreadable bundle, data that is not the bundle's).
 """
@@ -17,18 +21,33 @@ import argparse
 import logging
 import shlex
 import sys
+import warnings
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from model.bundle import Calibration, SplitMetrics, load_bundle, write_bundle
+from model.bundle import (
+    Bundle,
+    Calibration,
+    Combination,
+    GoldenInfo,
+    LatentMixture,
+    LatentStatistics,
+    Manifest,
+    SplitMetrics,
+    load_bundle,
+    write_bundle,
+)
 from model.decision import threshold_at_fpr
 from model.errors import BundleError
-from model.latents import latent_statistics
-from model.runtime import VAERuntime, batched_scores
-from model.scores import CALIBRATED_SCORES, bits_per_dim
+from model.golden import GOLDEN, GoldenSet, compute_golden, golden_bytes, golden_inputs
+from model.latents import latent_statistics, posterior
+from model.localise import pixel_maps, pixel_threshold
+from model.runtime import VAERuntime, batched_scores, combined_scores
+from model.scores import CALIBRATED_SCORES, COMBINED_SCORES, bits_per_dim
 from training import report
 from training.config import CalibrationConfig, ConfigError
 from training.data import DataError, bundle_splits
@@ -36,10 +55,66 @@ from training.data import DataError, bundle_splits
 log = logging.getLogger(__name__)
 
 
-def calibrate(runtime: VAERuntime, images: NDArray[np.float32], config: CalibrationConfig) -> Calibration:
-    """Score the calibration split; threshold the chosen score at the false-positive rate."""
+MIXTURE_REG_COVAR = 1e-4  # keeps a component finite along latent dimensions the encoder hardly uses
+IMAGES_PER_COMPONENT = 10  # a mixture gets at most one component per this many training images
+
+
+def fit_latent_mixture(means: NDArray[np.float64], components: int, seed: int) -> LatentMixture:
+    """scikit-learn's GaussianMixture (full covariances) fitted to posterior means (N, D)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    used = max(1, min(components, len(means) // IMAGES_PER_COMPONENT))
+    if used < components:
+        log.warning("latent mixture: %d components for %d images, not %d", used, len(means), components)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # EM that stops at max_iter still gives a density
+        gmm = GaussianMixture(used, covariance_type="full", reg_covar=MIXTURE_REG_COVAR, max_iter=500,
+                              random_state=seed).fit(means)  # fmt: skip
+    return LatentMixture(
+        weights=gmm.weights_.tolist(),
+        means=gmm.means_.tolist(),
+        precisions_cholesky=gmm.precisions_cholesky_.tolist(),
+        reg_covar=MIXTURE_REG_COVAR,
+        seed=seed,
+    )
+
+
+def latent_model(runtime: VAERuntime, images: NDArray[np.float32], config: CalibrationConfig) -> LatentStatistics:
+    """The training split in latent space: statistics of its posterior means and their Gaussian mixture."""
+    stats = latent_statistics(runtime, images, seed=config.seed)
+    means, _ = posterior(runtime, images)
+    return stats.model_copy(update={"mixture": fit_latent_mixture(means, config.mixture_components, config.seed)})
+
+
+def with_manifest(runtime: VAERuntime, manifest: Manifest) -> VAERuntime:
+    """The same graphs scored under another manifest (e.g. with new latents or calibration)."""
+    return VAERuntime(Bundle(path=runtime.bundle.path, manifest=manifest), runtime.options)
+
+
+def calibrate(
+    runtime: VAERuntime, images: NDArray[np.float32], reference: NDArray[np.float32], config: CalibrationConfig
+) -> Calibration:
+    """Score the calibration split `images`; threshold the chosen score at the false-positive rate.
+
+    The combined scores pool the p-values of `config.combine` against their scores on
+    `reference` (the validation split), a split apart from the calibration split, so that a
+    combined score is a fixed function of the image, calibrated here like any other score.
+    The pixel threshold is fitted on the calibration images' heatmaps (model/localise.py).
+    """
     scores = batched_scores(runtime, images, config.importance_samples, config.seed)
-    sorted_scores = {name: np.sort(scores[name]).tolist() for name in CALIBRATED_SCORES}
+    reference_scores = batched_scores(runtime, reference, config.importance_samples, config.seed)
+    combination = Combination(
+        scores=list(config.combine),
+        split="validation",
+        split_size=len(reference),
+        reference={name: np.sort(reference_scores[name]).tolist() for name in config.combine},
+    )
+    values = scores.scores | combined_scores(combination, scores.scores)
+    for name in CALIBRATED_SCORES:
+        if not np.isfinite(values[name]).all():
+            raise BundleError(str(runtime.bundle.path), f"score {name} is not finite on the calibration split")
+    sorted_scores = {name: np.sort(values[name]).tolist() for name in CALIBRATED_SCORES}
     return Calibration(
         score=config.score,
         split_size=len(images),
@@ -48,6 +123,8 @@ def calibrate(runtime: VAERuntime, images: NDArray[np.float32], config: Calibrat
         importance_samples=config.importance_samples,
         seed=config.seed,
         scores=sorted_scores,
+        combination=combination,
+        pixel_threshold=pixel_threshold(pixel_maps(scores.pixel_nll), config.false_positive_rate),
     )
 
 
@@ -69,24 +146,48 @@ def split_metrics(
     )
 
 
+@dataclass(frozen=True)
+class Calibrated:
+    """What calibrating a bundle's graphs gives: the manifest parts and the golden set."""
+
+    manifest: Manifest  # with `latents`, `calibration` and `golden` filled in
+    golden: GoldenSet
+    runtime: VAERuntime  # the graphs under that manifest
+
+
+def calibrate_bundle(
+    runtime: VAERuntime, splits: dict[str, NDArray[np.float32]], config: CalibrationConfig, golden: GoldenInfo
+) -> Calibrated:
+    """Latent model on the training split, calibration, then the golden set from the ONNX
+    graphs; `golden` says how it was checked (the trainer compares it with torch first)."""
+    latents = latent_model(runtime, splits["train"], config)
+    runtime = with_manifest(runtime, runtime.manifest.model_copy(update={"latents": latents}))
+    log.info("calibrating on %d images (K=%d)", len(splits["calibration"]), config.importance_samples)
+    calibration = calibrate(runtime, splits["calibration"], splits["validation"], config)
+    runtime = with_manifest(runtime, runtime.manifest.model_copy(update={"calibration": calibration}))
+    golden_set = compute_golden(runtime, golden_inputs(splits["test"]))
+    info = golden.model_copy(update={"images": len(golden_set.images)})
+    manifest = runtime.manifest.model_copy(update={"golden": info})
+    return Calibrated(manifest, golden_set, with_manifest(runtime, manifest))
+
+
 def recalibrate(path: Path, config: CalibrationConfig, command: str = "") -> Calibration:
-    """Re-calibrate the bundle at `path` in place (calibration and latent statistics); only
-    manifest.json and MODEL_CARD.md change."""
+    """Re-calibrate the bundle at `path` in place: latent statistics and mixture, calibration,
+    golden set. The graphs are not touched; without the torch model the golden set comes from
+    the ONNX graphs alone, and the manifest says so."""
     bundle = load_bundle(path)
     splits = bundle_splits(bundle.manifest)
-    images = splits["calibration"]
-    log.info("calibrating %s on %d images (K=%d)", path, len(images), config.importance_samples)
-    runtime = VAERuntime(bundle)
-    calibration = calibrate(runtime, images, config)
-    latents = latent_statistics(runtime, splits["train"], seed=config.seed)
+    done = calibrate_bundle(VAERuntime(bundle), splits, config, GoldenInfo(file=GOLDEN, images=0, computed_by="onnx"))
+    calibration = done.manifest.calibration
+    assert calibration is not None
     files = {name: (path / name).read_bytes() for name in bundle.manifest.files}
+    files[GOLDEN] = golden_bytes(done.golden)
     if "MODEL_CARD.md" in files:
         when = datetime.now(UTC).isoformat(timespec="seconds")
         note = f"- Re-calibrated {when} without retraining" + (f": `{command}`.\n" if command else ".\n")
-        section = report.calibration_section(calibration, note)
+        section = report.calibration_section(calibration, done.manifest.golden, note)
         files["MODEL_CARD.md"] = report.replace_section(files["MODEL_CARD.md"].decode(), section).encode()
-    update = {"calibration": calibration, "latents": latents}
-    write_bundle(path, bundle.manifest.model_copy(update=update), files, force=True)
+    write_bundle(path, done.manifest, files, force=True)
     return calibration
 
 
@@ -102,27 +203,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--importance-samples", type=int, help=f"K (default: the bundle's, else {defaults.importance_samples})"
     )
     p.add_argument("--seed", type=int, help="seed of the noise (default: the bundle's, else 0)")
+    poolable = [name for name in CALIBRATED_SCORES if name not in COMBINED_SCORES]
+    p.add_argument(
+        "--combine",
+        nargs="+",
+        choices=poolable,
+        metavar="SCORE",
+        help=f"scores the combined scores pool (default: the bundle's, else {' '.join(defaults.combine)})",
+    )
+    p.add_argument("--mixture-components", type=int, help="of the latent Gaussian mixture (default: the bundle's, "
+                   f"else {defaults.mixture_components})")  # fmt: skip
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     return p.parse_args(argv)
 
 
-def _config(args: argparse.Namespace, old: Calibration | None) -> CalibrationConfig:
-    config = CalibrationConfig()
+def _config(args: argparse.Namespace, manifest: Manifest) -> CalibrationConfig:
+    """The bundle's own calibration settings, with the options given on top."""
+    config, old = CalibrationConfig(), manifest.calibration
     if old is not None:
         config.false_positive_rate, config.importance_samples, config.seed = (
             old.false_positive_rate, old.importance_samples, old.seed)  # fmt: skip
         if old.score in CALIBRATED_SCORES:
             config.score = old.score
+        if old.combination is not None:
+            config.combine = list(old.combination.scores)
+    if manifest.latents is not None and manifest.latents.mixture is not None:
+        config.mixture_components = len(manifest.latents.mixture.weights)
     if args.score is not None:
         config.score = args.score
     for name, value in (("false_positive_rate", args.fpr), ("importance_samples", args.importance_samples),
-                        ("seed", args.seed)):  # fmt: skip
+                        ("seed", args.seed), ("combine", args.combine),
+                        ("mixture_components", args.mixture_components)):  # fmt: skip
         if value is not None:
             setattr(config, name, value)
     if not 0 < config.false_positive_rate < 1:
         raise ConfigError(f"--fpr must be in (0, 1), got {config.false_positive_rate}")
     if config.importance_samples < 1:
         raise ConfigError(f"--importance-samples must be >= 1, got {config.importance_samples}")
+    config.validate()
     return config
 
 
@@ -131,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("training").setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
-        config = _config(args, load_bundle(args.bundle).manifest.calibration)
+        config = _config(args, load_bundle(args.bundle).manifest)
         command = "python -m training.calibrate " + shlex.join(sys.argv[1:] if argv is None else argv)
         cal = recalibrate(args.bundle, config, command)
     except (ConfigError, DataError, BundleError) as exc:
@@ -139,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(
         f"calibrated {args.bundle}: {cal.score} threshold {cal.threshold:.6g} at FPR {cal.false_positive_rate} "
-        f"on {cal.split_size} images (K={cal.importance_samples}); scores kept: {', '.join(cal.scores)}"
+        f"on {cal.split_size} images (K={cal.importance_samples}); scores kept: {', '.join(cal.scores)}; "
+        f"pixel threshold {cal.pixel_threshold:.4g} nats; golden set from the ONNX graphs"
     )
     return 0
 

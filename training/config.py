@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from model.scores import CALIBRATED_SCORES, DEFAULT_FALSE_POSITIVE_RATE, DEFAULT_IMPORTANCE_SAMPLES, DEFAULT_SCORE
+from model.scores import (
+    CALIBRATED_SCORES,
+    COMBINED_SCORES,
+    DEFAULT_COMBINATION,
+    DEFAULT_FALSE_POSITIVE_RATE,
+    DEFAULT_IMPORTANCE_SAMPLES,
+    DEFAULT_MIXTURE_COMPONENTS,
+    DEFAULT_SCORE,
+)
 
 
 class ConfigError(ValueError):
@@ -83,6 +91,22 @@ class CalibrationConfig:
     importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES  # K for per-image scores, the service's default too
     test_importance_samples: int = 1000  # K for the test-set IWAE NLL in the metrics
     seed: int = 0
+    combine: list[str] = field(default_factory=lambda: list(DEFAULT_COMBINATION))  # pooled by fisher and tippett
+    mixture_components: int = DEFAULT_MIXTURE_COMPONENTS  # of the latent Gaussian mixture (latent_nll)
+
+    def validate(self) -> None:
+        """Raise ConfigError for values the types cannot rule out."""
+        if self.score not in CALIBRATED_SCORES:
+            raise ConfigError(f"calibration.score must be one of {list(CALIBRATED_SCORES)}, got {self.score!r}")
+        if not 0 < self.false_positive_rate < 1:
+            raise ConfigError("calibration.false_positive_rate must be in (0, 1)")
+        if self.importance_samples < 1:
+            raise ConfigError(f"calibration.importance_samples must be >= 1, got {self.importance_samples}")
+        poolable = [name for name in CALIBRATED_SCORES if name not in COMBINED_SCORES]
+        if not self.combine or len(set(self.combine)) != len(self.combine) or not set(self.combine) <= set(poolable):
+            raise ConfigError(f"calibration.combine must name distinct scores of {poolable}, got {self.combine}")
+        if self.mixture_components < 1:
+            raise ConfigError(f"calibration.mixture_components must be >= 1, got {self.mixture_components}")
 
 
 @dataclass
@@ -114,12 +138,7 @@ class RunConfig:
             raise ConfigError(f"test + calibration + validation fractions must be < 1, got {fractions}")
         if t.epochs < 1 or t.batch_size < 1 or t.lr <= 0:
             raise ConfigError("train.epochs, train.batch_size and train.lr must be positive")
-        if self.calibration.score not in CALIBRATED_SCORES:
-            raise ConfigError(
-                f"calibration.score must be one of {list(CALIBRATED_SCORES)}, got {self.calibration.score!r}"
-            )
-        if not 0 < self.calibration.false_positive_rate < 1:
-            raise ConfigError("calibration.false_positive_rate must be in (0, 1)")
+        self.calibration.validate()
         if d.channels not in (1, 3):
             raise ConfigError(f"data.channels must be 1 or 3, got {d.channels}")
         return self

@@ -13,7 +13,7 @@ from datetime import datetime
 import numpy as np
 from numpy.typing import NDArray
 
-from model.bundle import Calibration, DatasetInfo, Quantization, SplitMetrics, TrainingInfo
+from model.bundle import Calibration, DatasetInfo, GoldenInfo, Quantization, SplitMetrics, TrainingInfo
 from model.preprocess import encode_png, make_grid
 from model.runtime import VAERuntime
 from training.config import RunConfig
@@ -71,6 +71,7 @@ def model_card(
     dataset: DatasetInfo,
     metrics: list[SplitMetrics],
     calibration: Calibration,
+    golden: GoldenInfo | None,
     command: str,
     note: str = "",
 ) -> str:
@@ -102,7 +103,7 @@ A variational autoencoder served by vaeserve. Created {created.isoformat(timespe
 - Reproduce: `{command}`
 
 {metrics_section(metrics)}
-{calibration_section(calibration)}
+{calibration_section(calibration, golden)}
 ## Limits
 - Trained on {dataset.rows} images; inputs unlike them get high scores by design, but likelihoods
   of very simple inputs can be misleadingly high (Nalisnick et al. 2019).
@@ -110,15 +111,25 @@ A variational autoencoder served by vaeserve. Created {created.isoformat(timespe
 {note}"""
 
 
-def calibration_section(calibration: Calibration, note: str = "") -> str:
+def calibration_section(calibration: Calibration, golden: GoldenInfo | None = None, note: str = "") -> str:
     """The model card's "## Anomaly calibration" section, ending with a newline."""
-    return f"""## Anomaly calibration
-- Score `{calibration.score}` on {calibration.split_size} held-out normal images
-  (K={calibration.importance_samples}, seed {calibration.seed}).
-- Threshold {calibration.threshold:.6g} at a false-positive rate of {calibration.false_positive_rate:.2%}.
-- Calibration scores kept for: {", ".join(f"`{name}`" for name in calibration.scores)}.
-- p-value = (1 + #calibration scores >= s) / (n + 1).
-{note}"""
+    lines = [
+        f"- Score `{calibration.score}` on {calibration.split_size} held-out normal images "
+        f"(K={calibration.importance_samples}, seed {calibration.seed}).",
+        f"- Threshold {calibration.threshold:.6g} at a false-positive rate of {calibration.false_positive_rate:.2%}.",
+        f"- Calibration scores kept for: {', '.join(f'`{name}`' for name in calibration.scores)}.",
+        "- p-value = (1 + #calibration scores >= s) / (n + 1).",
+    ]
+    if calibration.combination is not None:
+        c = calibration.combination
+        lines.append(f"- `fisher` and `tippett` pool the p-values of {', '.join(f'`{n}`' for n in c.scores)} "
+                     f"against the {c.split} split ({c.split_size} images).")  # fmt: skip
+    if calibration.pixel_threshold is not None:
+        lines.append(f"- Heatmap pixel threshold {calibration.pixel_threshold:.4g} nats per pixel.")
+    if golden is not None:
+        how = "torch and the ONNX graphs, which agree" if golden.computed_by == "torch+onnx" else "the ONNX graphs"
+        lines.append(f"- Golden set: {golden.images} images in `{golden.file}`, from {how}; checked at every load.")
+    return "## Anomaly calibration\n" + "\n".join(lines) + "\n" + note
 
 
 def metrics_section(metrics: list[SplitMetrics]) -> str:

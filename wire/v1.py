@@ -12,7 +12,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ScoreName = Literal["neg_elbo", "iwae_nll", "mse", "complexity"]  # the calibrated scores
+ScoreName = Literal[  # the calibrated scores
+    "neg_elbo", "iwae_nll", "mse", "complexity", "posterior_mean_nll", "discretised_nll", "dssim", "mahalanobis",
+    "latent_nll", "fisher", "tippett",
+]  # fmt: skip
 PathMethod = Literal["linear", "slerp"]  # model/latent_paths.PATH_METHODS
 _LATENT = [
     -0.89,
@@ -89,6 +92,31 @@ class ImageScores(_Out):
     complexity: float = Field(
         examples=[-2296.3],
         description="iwae_nll / ln 2 - png_bits, bits: Serrà et al. (2020)'s complexity-corrected NLL",
+    )
+    posterior_mean_nll: float = Field(examples=[61.2], description="-log p(x | z = posterior mean): the heatmap summed")
+    discretised_nll: float = Field(
+        examples=[3105.4], description="-log P(x in 8 bits | z = posterior mean) under the decoder's density"
+    )
+    dssim: float = Field(examples=[0.027], description="(1 - SSIM(x, reconstruction)) / 2, 7x7 windows; unitless")
+    mahalanobis: float | None = Field(
+        examples=[14.1],
+        description="squared Mahalanobis distance of the posterior mean from the training latents; "
+        "null for a bundle without latent statistics",
+    )
+    latent_nll: float | None = Field(
+        examples=[-9.6],
+        description="-log density of the posterior mean under the training latents' Gaussian mixture; "
+        "null for a bundle without one",
+    )
+    fisher: float | None = Field(
+        examples=[3.8],
+        description="Fisher's -2 sum log p over the combined scores' p-values; unitless; null for a bundle "
+        "without a combination",
+    )
+    tippett: float | None = Field(
+        examples=[0.9],
+        description="-log of Tippett's Sidak-corrected minimum p over the combined scores; unitless; null for a "
+        "bundle without a combination",
     )
 
 

@@ -20,6 +20,7 @@ from app.serving.batching import BatchFn, MicroBatcher, Outputs, PassThrough
 from app.settings import Settings
 from model.bundle import Manifest, list_repository, load_bundle
 from model.errors import BundleError
+from model.golden import verify_golden
 from model.runtime import RuntimeOptions, ScoreBatch, VAERuntime, join_parts, sample_chunks
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ class LoadedModel:
         parts = []
         for start, stop in sample_chunks(importance_samples):
             parts.append(await self.executors["score"].submit((seed, start, stop), images))
-        return join_parts(parts, importance_samples, self.manifest.input.dims)
+        return join_parts(self.manifest, parts, importance_samples)
 
 
 async def reload_registry(state: Any, settings: Settings, lock: asyncio.Lock) -> ModelRegistry:
@@ -160,6 +161,7 @@ class ModelRegistry:
         models: dict[str, LoadedModel] = {}
         for path in paths:
             model = LoadedModel(VAERuntime(load_bundle(path), options))
+            verify_golden(model.runtime)  # the bundle's golden set, recomputed here: BundleError on a mismatch
             if model.key in models:
                 raise BundleError(
                     str(path), f"{model.key} is already served from {models[model.key].runtime.bundle.path}"

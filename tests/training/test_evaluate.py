@@ -48,7 +48,7 @@ def test_unknown_or_impossible_sets(bundle: Bundle) -> None:
 
 def test_evaluate_end_to_end(bundle: Bundle, tmp_path: Path, digits_npz: Path) -> None:
     out = tmp_path / "eval"
-    code = main([str(bundle.path), "--anomaly", "builtin:noise", "builtin:letters", str(digits_npz),
+    code = main([str(bundle.path), "--anomaly", "builtin:noise", "family:letters-serif", str(digits_npz),
                  "--out", str(out), "--limit", "40", "--importance-samples", "4", "-q"])  # fmt: skip
     assert code == 0
     results = json.loads((out / "evaluation.json").read_text())["results"]

@@ -30,7 +30,7 @@ def _train(out: Path, data: Path, *extra: str, epochs: int = 2, run_dir: Path | 
 def test_bundle_is_complete_and_self_describing(bundle: Bundle) -> None:
     m = bundle.manifest
     assert set(m.files) == {"encoder.onnx", "decoder.onnx", "MODEL_CARD.md", "samples.png",
-                            "reconstructions.png", "loss_curve.png"}  # fmt: skip
+                            "reconstructions.png", "loss_curve.png", "golden.json"}  # fmt: skip
     assert (m.name, m.version, m.latent_dim, m.likelihood.kind) == ("digits", "1", 4, "bernoulli")
     assert m.dataset.rows == 300 and m.dataset.split.counts == {
         "test": 60,
