@@ -54,6 +54,7 @@ class ScoreBatch:
     scores: dict[str, F64]  # name -> (N,), in SCORES order; nats unless the table says otherwise
     reconstructions: F32  # (N, C, H, W): decoded from the posterior mean, the images mse compares
     pixel_nll: F32  # (N, C, H, W): -log p(x_i | z = posterior mean) per pixel, nats; the heatmap
+    mean: F32  # (N, D): the posterior means E_q[z|x] the scores were computed from (what drift monitoring keeps)
     importance_samples: int
 
     def __getitem__(self, name: str) -> F64:
@@ -64,7 +65,7 @@ class ScoreBatch:
 
     def arrays(self) -> dict[str, NDArray[np.generic]]:
         """Every per-image array by name: what crosses the micro-batcher."""
-        return {**self.scores, "reconstructions": self.reconstructions, "pixel_nll": self.pixel_nll}
+        return {**self.scores, "reconstructions": self.reconstructions, "pixel_nll": self.pixel_nll, "mean": self.mean}
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, NDArray[np.generic]], importance_samples: int) -> ScoreBatch:
@@ -72,6 +73,7 @@ class ScoreBatch:
             scores={name: np.asarray(arrays[name], np.float64) for name in SCORE_NAMES},
             reconstructions=np.asarray(arrays["reconstructions"], np.float32),
             pixel_nll=np.asarray(arrays["pixel_nll"], np.float32),
+            mean=np.asarray(arrays["mean"], np.float32),
             importance_samples=importance_samples,
         )
 
@@ -233,7 +235,7 @@ class VAERuntime:
             "png_bits": lengths,
             "complexity": S.complexity_corrected(iwae_nll, lengths),
         }
-        return ScoreBatch({name: scores[name] for name in SCORE_NAMES}, recon_images, pixel_nll, k)
+        return ScoreBatch({name: scores[name] for name in SCORE_NAMES}, recon_images, pixel_nll, mean, k)
 
 
 def batched_scores(
