@@ -200,16 +200,17 @@ class MicroBatcher:
         each job's queue span ends here, linked back to it."""
         if not jobs[0].span.is_recording():  # tracing off: no-op spans, skip the bookkeeping
             return trace.INVALID_SPAN
-        rows = sum(len(job.rows) for job in jobs)
+        rows, now = sum(len(job.rows) for job in jobs), time.time_ns()
         batch = tracer.start_span(
             "vaeserve.batch", context=trace.set_span_in_context(jobs[0].span),
             links=[trace.Link(job.span.get_span_context()) for job in jobs],
             attributes={**self._attributes, tracing.BATCH_ROWS: rows, tracing.BATCH_REQUESTS: len(jobs)},
+            start_time=now,
         )  # fmt: skip
         for job in jobs:
             job.span.set_attributes({tracing.ROWS: len(job.rows), tracing.BATCH_ROWS: rows})
             job.span.add_link(batch.get_span_context())
-            job.span.end()
+            job.span.end(end_time=now)  # the wait ends as the batch starts
         return batch
 
     def _call(self, batch: Sequence[_Job], context: Context | None = None) -> Outputs | None:
