@@ -10,11 +10,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx2 as httpx
 import pytest
 from fastapi.testclient import TestClient
-from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -142,7 +142,6 @@ def test_without_batching_the_model_call_is_a_child_of_the_request(repository, p
 _OFF = """
 import sys
 from fastapi.testclient import TestClient
-from opentelemetry import trace
 from app import tracing
 from app.main import create_app
 
@@ -185,7 +184,7 @@ def test_otel_variables_choose_the_exporters_and_refuse_unknown_ones() -> None:
 class _Collector(BaseHTTPRequestHandler):
     """An OTLP/HTTP trace receiver: keeps every ExportTraceServiceRequest it is sent."""
 
-    received: list[ExportTraceServiceRequest] = []
+    received: ClassVar[list[ExportTraceServiceRequest]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
