@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 
 from app.errors import ServiceError, body_too_large, empty_body, too_many_images, unsupported_media_type
 from app.settings import Settings
-from app.tracing import tracer
+from app.tracing import traced
 from model.bundle import InputSpec
 from model.errors import InputError, InvalidImageError
 from model.preprocess import decode_image, from_array, from_batch
@@ -63,7 +63,7 @@ async def read_json(request: Request, limit: int) -> Any:
         raise ServiceError(400, "invalid-json", "Invalid JSON", f"the body is not valid JSON ({exc})") from None
 
 
-@tracer.start_as_current_span("vaeserve.parse")
+@traced("vaeserve.parse")
 async def read_images(request: Request, spec: InputSpec, settings: Settings) -> NDArray[np.float32]:
     """All images of a request as float32 (N, C, H, W) in [0, 1]."""
     kind = media_type(request)

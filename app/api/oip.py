@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.errors import ServiceError
-from app.tracing import tracer
+from app.tracing import traced
 
 HEADER_LENGTH = "inference-header-content-length"
 OCTET_STREAM = "application/octet-stream"
@@ -148,7 +148,7 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     return data
 
 
-@tracer.start_as_current_span("vaeserve.parse")
+@traced("vaeserve.parse")
 def parse_infer_request(body: bytes, header_length: str | None) -> tuple[InferRequest, dict[str, NDArray[Any]]]:
     """The JSON header and each input as an array of its shape and datatype."""
     if not body:

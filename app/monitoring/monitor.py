@@ -3,7 +3,7 @@ intensity, and a window of posterior means tested for drift. The operations laye
 to it after each call; Prometheus and GET /v1/models/{name}/monitoring read its snapshots.
 
     monitor = ModelMonitor(manifest, MonitorConfig(anomaly_rate_window=500, drift_window=500))
-    monitor.observe_encode(images, mean)            # (N, C, H, W), (N, D): on the request path, microseconds
+    monitor.observe_encode(images, mean)            # (N, C, H, W), (N, D): on the request path, a few microseconds
     monitor.observe_score(images, scores, decision)  # every calibrated score, p-values, the decision
     monitor.update_drift()                          # off the request path (app/monitoring/schedule.py)
     monitor.snapshot()                              # every number, taken together
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,19 +77,23 @@ class WindowSpan:
     first: float | None  # seconds since the epoch; None while empty
     last: float | None
 
+    @classmethod
+    def of(cls, times: NDArray[np.float64], capacity: int) -> WindowSpan:
+        """The span of a window whose entries arrived at `times` (n,), oldest first."""
+        return cls(len(times), capacity, float(times[0]) if len(times) else None,
+                   float(times[-1]) if len(times) else None)  # fmt: skip
 
-class _Arrivals:
-    """Arrival times of the entries of a sliding window of `capacity` (one per image or latent)."""
 
-    def __init__(self, capacity: int) -> None:
-        self._times: deque[float] = deque(maxlen=capacity)
+@dataclass(frozen=True)
+class _Seen:
+    """One operation's report, kept as it came until the monitor folds it into its counts."""
 
-    def add(self, count: int, now: float) -> None:
-        self._times.extend([now] * min(count, self._times.maxlen or 0))
-
-    def span(self) -> WindowSpan:
-        times = self._times
-        return WindowSpan(len(times), times.maxlen or 0, times[0] if times else None, times[-1] if times else None)
+    time: float  # seconds since the epoch
+    images: int
+    intensity: NDArray[np.float64]  # (N,) mean pixel value per image
+    mean: NDArray[np.float32] | None  # (N, D) posterior means, when the monitor keeps latents
+    scores: dict[str, NDArray[np.float64]] | None  # calibrated score -> (N,); None for encode
+    decision: tuple[str, int] | None  # (the score that decided, images decided anomalous); None without one
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,16 @@ class MonitorSnapshot:
 
 
 class ModelMonitor:
-    """Monitoring state of one model version. Reports come from the event loop (the operations
-    layer) and drift from one background thread; a lock keeps each snapshot consistent."""
+    """Monitoring state of one model version.
+
+    A report on the request path only computes the images' intensities and keeps references to
+    the arrays it was given; every FOLD_EVERY reports, and before each snapshot or drift
+    report, the kept reports are folded into the histograms, counters and windows with one
+    numpy call per quantity, whatever their number. Reports come from the event loop (the
+    operations layer), drift from one background thread; a lock keeps each snapshot consistent.
+    """
+
+    FOLD_EVERY = 64  # reports kept before they are folded: bounds the memory they hold
 
     def __init__(self, manifest: Manifest, config: MonitorConfig) -> None:
         self.manifest = manifest
@@ -147,60 +158,63 @@ class ModelMonitor:
         self._p_values = Histogram(P_VALUE_BUCKETS) if cal else None
         self._intensity = Histogram(INTENSITY_BUCKETS)
         self._decisions: dict[tuple[str, str], int] = {}
-        self._capacity = config.anomaly_rate_window
-        self._flags: deque[bool] = deque(maxlen=self._capacity)  # calibrated score > threshold, oldest first
-        self._anomalies = 0  # True entries of _flags
-        self._flag_times = _Arrivals(config.anomaly_rate_window)
+        # model.drift.LatentWindow is a ring of the last N rows: here (is anomaly, arrival time) per image
+        self._flags = LatentWindow(config.anomaly_rate_window, 2)
         self._encoded = self._scored = 0
-        stats = manifest.latents
-        keep_latents = config.drift_window > 0 and stats is not None
+        keep_latents = config.drift_window > 0 and manifest.latents is not None
         self._latents = LatentWindow(config.drift_window, manifest.latent_dim) if keep_latents else None
-        self._latent_times = _Arrivals(config.drift_window)
+        self._latent_times = LatentWindow(config.drift_window, 1) if keep_latents else None  # arrival per latent
         self._drift: Drift | None = None
         self._drift_seen = 0  # latents seen when the last report was taken
+        self._pending: list[_Seen] = []
         self._lock = threading.Lock()
-
-    @property
-    def keeps_latents(self) -> bool:
-        return self._latents is not None
 
     def observe_encode(self, images: NDArray[np.float32], mean: NDArray[np.float32]) -> None:
         """Images (N, C, H, W) in [0, 1] went through the encoder, giving posterior means (N, D)."""
-        now = time.time()
-        with self._lock:
-            self._encoded += len(images)
-            self._observe_inputs(images, mean, now)
+        self._keep(
+            _Seen(time.time(), len(images), _intensity(images), mean if self._latents is not None else None, None, None)
+        )
 
     def observe_score(self, images: NDArray[np.float32], scores: ScoreBatch, decision: Decision) -> None:
         """Images (N, C, H, W) were scored (their posterior means in `scores.mean`) and decided by `decision`."""
-        now = time.time()
-        cal = self._calibration
-        with self._lock:
-            self._scored += len(images)
-            self._observe_inputs(images, scores.mean, now)
-            for name, histogram in self._scores.items():
-                histogram.observe(scores[name])
-            if decision.is_anomaly is not None:
-                anomalies = int(np.count_nonzero(decision.is_anomaly))
-                self._count(decision.score, "anomaly", anomalies)
-                self._count(decision.score, "normal", len(images) - anomalies)
-            if cal is None or self._p_values is None:
-                return
-            values = scores[cal.score]  # (N,)
-            calibrated = decision.p_values if decision.score == cal.score else None  # p-values ignore the rate
-            self._p_values.observe(calibrated if calibrated is not None else p_values(cal.scores[cal.score], values))
-            for flag in (values > cal.threshold)[-self._capacity :].tolist():
-                if len(self._flags) == self._capacity:
-                    self._anomalies -= self._flags[0]
-                self._flags.append(flag)
-                self._anomalies += flag
-            self._flag_times.add(len(values), now)
+        flags = decision.is_anomaly
+        decided = None if flags is None else (decision.score, int(np.count_nonzero(flags)))
+        calibrated = {name: scores[name] for name in self._scores}
+        mean = scores.mean if self._latents is not None else None
+        self._keep(_Seen(time.time(), len(images), _intensity(images), mean, calibrated, decided))
 
-    def _observe_inputs(self, images: NDArray[np.float32], mean: NDArray[np.float32], now: float) -> None:
-        self._intensity.observe(images.reshape(len(images), -1).mean(axis=1))
-        if self._latents is not None:
-            self._latents.add(mean)
-            self._latent_times.add(len(mean), now)
+    def _keep(self, seen: _Seen) -> None:
+        with self._lock:
+            self._pending.append(seen)
+            if len(self._pending) >= self.FOLD_EVERY:
+                self._fold()
+
+    def _fold(self) -> None:
+        """Fold the kept reports into the counts (under the lock)."""
+        seen, self._pending = self._pending, []
+        if not seen:
+            return
+        self._intensity.observe(np.concatenate([s.intensity for s in seen]))
+        with_latents = [s.mean for s in seen if s.mean is not None]
+        if self._latents is not None and self._latent_times is not None and with_latents:
+            self._latents.add(np.concatenate(with_latents))
+            self._latent_times.add(_arrivals([s for s in seen if s.mean is not None])[:, None])
+        scored = [s for s in seen if s.scores is not None]
+        self._encoded += sum(s.images for s in seen if s.scores is None)
+        self._scored += sum(s.images for s in scored)
+        for s in scored:
+            if s.decision is not None:
+                name, anomalies = s.decision
+                self._count(name, "anomaly", anomalies)
+                self._count(name, "normal", s.images - anomalies)
+        cal = self._calibration
+        if not scored or cal is None or self._p_values is None:
+            return
+        for name, histogram in self._scores.items():
+            histogram.observe(np.concatenate([s.scores[name] for s in scored]))  # type: ignore[index]
+        values = np.concatenate([s.scores[cal.score] for s in scored])  # type: ignore[index]
+        self._p_values.observe(p_values(cal.scores[cal.score], values))  # p-values do not depend on the rate
+        self._flags.add(np.stack([values > cal.threshold, _arrivals(scored)], axis=1))
 
     def _count(self, score: str, decision: str, images: int) -> None:
         key = (score, decision)
@@ -213,12 +227,13 @@ class ModelMonitor:
         Costs tens to hundreds of milliseconds for 500 latents: call it off the request path.
         """
         stats = self.manifest.latents
-        if self._latents is None or stats is None:
+        if self._latents is None or self._latent_times is None or stats is None:
             return None
         with self._lock:
+            self._fold()
             seen = self._latents.seen
             window = self._latents.values()  # (n, D), a copy
-            span = self._latent_times.span()
+            span = WindowSpan.of(self._latent_times.values()[:, 0], self._latents.capacity)
         if seen != self._drift_seen and len(window) >= 2:
             report = drift_report(stats, window)
             drift = Drift(report, time.time(), span)
@@ -229,10 +244,16 @@ class ModelMonitor:
     def snapshot(self) -> MonitorSnapshot:
         cal = self._calibration
         with self._lock:
+            self._fold()
             rate = None
             if cal is not None:
-                span = self._flag_times.span()
-                rate = AnomalyRate(cal.score, cal.threshold, cal.false_positive_rate, self._anomalies, span)
+                flags = self._flags.values()  # (n, 2): is anomaly, arrival time
+                span = WindowSpan.of(flags[:, 1], self._flags.capacity)
+                anomalies = int(flags[:, 0].sum())
+                rate = AnomalyRate(cal.score, cal.threshold, cal.false_positive_rate, anomalies, span)
+            latents = None
+            if self._latents is not None and self._latent_times is not None:
+                latents = WindowSpan.of(self._latent_times.values()[:, 0], self._latents.capacity)
             return MonitorSnapshot(
                 model=self.manifest.name,
                 version=self.manifest.version,
@@ -245,6 +266,16 @@ class ModelMonitor:
                 decisions=dict(self._decisions),
                 anomaly_rate=rate,
                 input_mean_intensity=self._intensity.snapshot(),
-                latents=self._latent_times.span() if self._latents is not None else None,
+                latents=latents,
                 drift=self._drift,
             )
+
+
+def _intensity(images: NDArray[np.float32]) -> NDArray[np.float64]:
+    """Mean pixel value per image of (N, C, H, W) -> (N,)."""
+    return images.reshape(len(images), -1).mean(axis=1, dtype=np.float64)
+
+
+def _arrivals(seen: list[_Seen]) -> NDArray[np.float64]:
+    """Arrival time per image of the reports `seen`, (sum of their images,)."""
+    return np.repeat([s.time for s in seen], [s.images for s in seen]).astype(np.float64)

@@ -1,6 +1,6 @@
 """Drift reports on a schedule, off the request path: one background thread per app.
 
-    schedule = DriftSchedule(lambda: monitors_now(), interval_s=15.0)
+    schedule = DriftSchedule(lambda: monitors_now(), interval_s=60.0)
     schedule.start()          # in the lifespan, once the models are ready
     schedule.stop()           # at shutdown: waits for a report under way (well under a second)
 

@@ -35,7 +35,6 @@ from opentelemetry.util.types import Attributes
 from starlette.concurrency import run_in_threadpool
 
 from app import tracing
-from app.tracing import tracer
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +116,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         if self._closing:
             return await loop.run_in_executor(None, self._fn, key, rows)
-        job = _Job(key, rows, loop.create_future(), tracer.start_span("vaeserve.queue", attributes=self._attributes))
+        job = _Job(key, rows, loop.create_future(), tracing.start_span("vaeserve.queue", self._attributes))
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
@@ -178,7 +177,7 @@ class MicroBatcher:
             return
         batch = self._batch_span(jobs)
         try:
-            context = trace.set_span_in_context(batch)
+            context = trace.set_span_in_context(batch) if batch.is_recording() else None
             outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._call, jobs, context)
         except Exception:
             log.exception("batcher %s: a batch of %d jobs failed; retrying them one by one", self.name, len(jobs))
@@ -201,7 +200,7 @@ class MicroBatcher:
         if not jobs[0].span.is_recording():  # tracing off: no-op spans, skip the bookkeeping
             return trace.INVALID_SPAN
         rows, now = sum(len(job.rows) for job in jobs), time.time_ns()
-        batch = tracer.start_span(
+        batch = tracing.tracer.start_span(
             "vaeserve.batch", context=trace.set_span_in_context(jobs[0].span),
             links=[trace.Link(job.span.get_span_context()) for job in jobs],
             attributes={**self._attributes, tracing.BATCH_ROWS: rows, tracing.BATCH_REQUESTS: len(jobs)},
@@ -217,9 +216,11 @@ class MicroBatcher:
         if any(job.rows.shape[1:] != batch[0].rows.shape[1:] for job in batch):
             return None  # cannot be stacked: run them alone
         rows = batch[0].rows if len(batch) == 1 else np.concatenate([job.rows for job in batch])
-        with tracer.start_as_current_span("vaeserve.model", context=context,
-                                          attributes={**self._attributes, tracing.BATCH_ROWS: len(rows)}):  # fmt: skip
+        if context is None:  # tracing off
             outputs = self._fn(batch[0].key, rows)
+        else:
+            with tracing.span("vaeserve.model", {**self._attributes, tracing.BATCH_ROWS: len(rows)}, context):
+                outputs = self._fn(batch[0].key, rows)
         if self._on_batch is not None:
             self._on_batch(len(rows))
         return outputs
@@ -245,8 +246,9 @@ class PassThrough:
         self._attributes = dict(attributes or {})
 
     async def submit(self, key: Hashable, rows: NDArray[np.float32]) -> Outputs:
-        attributes = {**self._attributes, tracing.BATCH_ROWS: len(rows)}
-        with tracer.start_as_current_span("vaeserve.model", attributes=attributes):
+        if not tracing.active():
+            return await run_in_threadpool(self._fn, key, rows)
+        with tracing.span("vaeserve.model", {**self._attributes, tracing.BATCH_ROWS: len(rows)}):
             return await run_in_threadpool(self._fn, key, rows)
 
     async def stop(self) -> None:

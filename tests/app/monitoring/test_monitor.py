@@ -66,6 +66,29 @@ def test_scores_p_values_decisions_and_intensity_are_counted_as_prometheus_would
     assert 0.05 < intensity.mean() < 0.25  # MNIST: mostly black, about 13 % ink
 
 
+def test_reports_one_at_a_time_fold_into_the_counts_of_one_batch(runtime, scored, digit_images) -> None:
+    """64 one-image reports (a fold on the request path at the 64th) and 70 encodes count as one batch of each."""
+    cal = runtime.manifest.calibration
+    assert ModelMonitor.FOLD_EVERY <= 64
+    config = MonitorConfig(anomaly_rate_window=50, drift_window=60)
+    alone, together = ModelMonitor(runtime.manifest, config), ModelMonitor(runtime.manifest, config)
+    for i in range(64):
+        part = ScoreBatch.from_arrays({k: v[i : i + 1] for k, v in scored.arrays().items()}, K)
+        alone.observe_score(digit_images[i : i + 1], part, decide(cal, part.scores))
+    together.observe_score(digit_images, scored, decide(cal, scored.scores))
+    means = np.concatenate([scored.mean, scored.mean[:6]])
+    for i in range(70):
+        alone.observe_encode(digit_images[i % 64 : i % 64 + 1], means[i : i + 1])
+    together.observe_encode(np.concatenate([digit_images, digit_images[:6]]), means)
+    a, b = alone.snapshot(), together.snapshot()
+    assert (a.images_scored, a.images_encoded) == (b.images_scored, b.images_encoded) == (64, 70)
+    assert a.scores == b.scores and a.p_values == b.p_values and a.decisions == b.decisions
+    assert a.input_mean_intensity.cumulative == b.input_mean_intensity.cumulative
+    assert a.anomaly_rate.anomalies == b.anomaly_rate.anomalies and a.anomaly_rate.window.size == 50
+    assert a.latents.size == b.latents.size == 60
+    assert alone.update_drift().report == together.update_drift().report
+
+
 def test_anomaly_rate_is_the_calibrated_score_over_the_last_n_images(runtime, scored, digit_images) -> None:
     """Whatever score and rate the request decides with, the rate compares the calibrated score with its threshold."""
     cal = runtime.manifest.calibration
