@@ -1,25 +1,28 @@
 """What model monitoring costs: the same server with monitoring on and off, loaded at the same
 time on the same core; and the monitor's own calls, timed in-process.
 
-    python -m bench.monitoring                                  # 8 rounds, 4 s a point: about 3 minutes
+    python -m bench.monitoring                                  # 8 rounds, 4 s a point: about 5 minutes
     python -m bench.monitoring --rounds 4 --seconds 2 --out /tmp/monitoring.json
 
-End to end: two servers on the shipped model, batching on, one ONNX Runtime thread, both
+End to end: three servers on the shipped model, batching on, one ONNX Runtime thread, all
 pinned to core 0; "on" is the service as shipped (monitoring on, a drift report every
-VAESERVE_DRIFT_INTERVAL_S = 60 s), "off" has VAESERVE_MONITORING=false. For each point two
-`hey` runs on core 1, one per server, start together and last as long: the two servers share
-one core for the same seconds, so the load of the rest of the machine (shared with other work
-here) hits both alike, and the ratio of their throughputs is the ratio of their costs per
-request. Points, one real digit (examples/digit.png) per request at concurrency 16 for each
-server: POST /v1/score at the calibration's K = 64, at K = 1 (the cheapest score, where
-monitoring's share is largest), and POST /v1/encode. Reported per point over all rounds:
-answers per second of each (total answers / total seconds, so the drift reports that fell in
-the run count) and on/off, and each server's CPU time per answer (user + system, all its
-threads, from /proc). Every answer must be a 200, or the run fails.
+VAESERVE_DRIFT_INTERVAL_S = 60 s), "off" and "off2" have VAESERVE_MONITORING=false, off2 being
+the control: off2/off shows how far two identical servers differ here. For each point one
+`hey` run per server, on core 1, start together and last as long: the servers share one core
+for the same seconds, so the load of the rest of the machine (shared with other work here)
+hits them alike, and the ratio of two throughputs is the ratio of their costs per request.
+The rounds are split in two blocks whose servers start in opposite orders.
 
-In-process: the monitor's calls per request (observe_score, observe_encode, one image), and one
+Points, one real digit (examples/digit.png) per request at concurrency 16 on each server:
+POST /v1/score at the calibration's K = 64, at K = 1 (the cheapest score, where monitoring's
+share is largest), and POST /v1/encode. Reported per point over all rounds: answers per
+second of each (total answers / total seconds, so the drift reports that fell in the run
+count), and each server's CPU time per answer (user + system, all its threads, from /proc).
+Every answer must be a 200, or the run fails.
+
+In-process: the monitor's calls per request (observe_score, observe_encode, one image), one
 drift report of a full window of 500 (model/drift.py), whose share of a core at the default
-interval is its time / 60 s.
+interval is its time / 60 s, and what app/tracing.py costs a request with tracing off.
 """
 
 from __future__ import annotations
@@ -42,10 +45,10 @@ from bench.load import SERVER_CORE, Body, hey, parse_hey
 
 POINTS = (("/v1/score", "K=64"), ("/v1/score?importance_samples=1", "K=1"), ("/v1/encode", ""))
 CONCURRENCY = 16
-SIDES = ("on", "off")
+SIDES = ("on", "off", "off2")
 
 
-def load_both(live: dict[str, Live], path: str, body: Body, seconds: float) -> dict[str, tuple[int, float, float]]:
+def load_all(live: dict[str, Live], path: str, body: Body, seconds: float) -> dict[str, tuple[int, float, float]]:
     """hey on each server at once: side -> (2xx answers, seconds, server CPU seconds); any other answer raises."""
     before = {side: cpu_seconds(server.pid) for side, server in live.items()}
     with ThreadPoolExecutor(len(live)) as pool:
@@ -64,28 +67,32 @@ def end_to_end(rounds: int, seconds: float) -> dict[str, Any]:
     argv_app = ["taskset", "-c", str(SERVER_CORE), sys.executable, "-m", "app", "--port", PORT,
                 "--log-level", "warning"]  # fmt: skip
     base = without_settings(VAESERVE_ORT_INTRA_OP_THREADS="1", VAESERVE_WORKERS="1", VAESERVE_LOG_FORMAT="text")
-    envs = {"on": {**base, "VAESERVE_MONITORING": "true"}, "off": {**base, "VAESERVE_MONITORING": "false"}}
+    monitoring = {"on": "true", "off": "false", "off2": "false"}
     raw: dict[str, list[tuple[int, float, float]]] = {}
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+    with tempfile.TemporaryDirectory() as tmp:
         body = Body(Path(tmp) / "digit.png", "image/png", 1)
         body.path.write_bytes((ROOT / "examples" / "digit.png").read_bytes())
-        live = {side: stack.enter_context(serve(argv_app, env=envs[side], timeout_s=120)) for side in SIDES}
-        for path, _ in POINTS:
-            load_both(live, path, body, 1.0)  # warm up
-        for round_ in range(rounds):
-            for path, _ in POINTS:
-                result = load_both(live, path, body, seconds)
-                for side, numbers in result.items():
-                    raw.setdefault(f"{side} {path}", []).append(numbers)
-                (on, t_on, _), (off, t_off, _) = result["on"], result["off"]
-                print(f"round {round_ + 1} {path}: on {on / t_on:.1f} req/s, off {off / t_off:.1f} req/s", flush=True)
+        for block, order in enumerate((SIDES, SIDES[::-1])):
+            with ExitStack() as stack:
+                live = {side: stack.enter_context(serve(argv_app, env={**base, "VAESERVE_MONITORING": monitoring[side]},
+                                                        timeout_s=120)) for side in order}  # fmt: skip
+                for path, _ in POINTS:
+                    load_all(live, path, body, 1.0)  # warm up
+                for round_ in range(rounds // 2):
+                    for path, _ in POINTS:
+                        result = load_all(live, path, body, seconds)
+                        for side, numbers in result.items():
+                            raw.setdefault(f"{side} {path}", []).append(numbers)
+                        rates = ", ".join(f"{side} {n / t:.1f}" for side, (n, t, _) in result.items())
+                        print(f"block {block + 1} round {round_ + 1} {path}: {rates} req/s", flush=True)
     summary = {}
     for path, _ in POINTS:
         answers = {side: sum(n for n, _, _ in raw[f"{side} {path}"]) for side in SIDES}
         rate = {side: answers[side] / sum(t for _, t, _ in raw[f"{side} {path}"]) for side in SIDES}
         cpu = {side: sum(c for _, _, c in raw[f"{side} {path}"]) / answers[side] for side in SIDES}
         summary[path] = {"req_s": rate, "cpu_s_per_request": cpu, "throughput_on_off": rate["on"] / rate["off"],
-                         "cpu_on_off": cpu["on"] / cpu["off"]}  # fmt: skip
+                         "throughput_off2_off": rate["off2"] / rate["off"], "cpu_on_off": cpu["on"] / cpu["off"],
+                         "cpu_off2_off": cpu["off2"] / cpu["off"]}  # fmt: skip
     return {"raw": raw, "summary": summary}
 
 
@@ -120,29 +127,46 @@ def in_process(repeats: int = 2000) -> dict[str, float]:
         started = time.perf_counter()
         monitor.update_drift()
         reports.append(time.perf_counter() - started)
-    return {"observe_score_s": score_s, "observe_encode_s": encode_s, "drift_report_s": statistics.median(reports)}
+    return {"observe_score_s": score_s, "observe_encode_s": encode_s, "drift_report_s": statistics.median(reports),
+            "tracing_off_s": statistics.median(timed(_tracing_off_request) for _ in range(5))}  # fmt: skip
+
+
+def _tracing_off_request() -> None:
+    """What one batched request asks of app/tracing.py with tracing off: the parse decorator's span,
+    its queue span, the batch's check, the model call's."""
+    from app import tracing
+
+    with tracing.span("vaeserve.parse"):
+        pass
+    queue = tracing.start_span("vaeserve.queue", {"vaeserve.model": "mnist-vae:1"})
+    if queue.is_recording():
+        raise AssertionError("tracing is on")
+    queue.end()
+    if tracing.active():
+        raise AssertionError("tracing is on")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.monitoring", description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--rounds", type=int, default=8, help="even: half with each start order")
     p.add_argument("--seconds", type=float, default=4.0, help="per pair of hey runs")
     p.add_argument("--out", type=Path, help="raw numbers (JSON)")
     args = p.parse_args(argv)
     calls = in_process()
     print(f"in-process: observe_score {calls['observe_score_s'] * 1e6:.1f} µs, observe_encode "
           f"{calls['observe_encode_s'] * 1e6:.1f} µs a one-image request; a drift report of 500 latents "
-          f"{calls['drift_report_s'] * 1e3:.0f} ms, {calls['drift_report_s'] / 60 * 100:.2f} % of a core every 60 s",
-          flush=True)  # fmt: skip
+          f"{calls['drift_report_s'] * 1e3:.0f} ms, {calls['drift_report_s'] / 60 * 100:.2f} % of a core every 60 s; "
+          f"tracing off {calls['tracing_off_s'] * 1e6:.2f} µs a request", flush=True)  # fmt: skip
     measured = end_to_end(args.rounds, args.seconds)
-    print(f"\n{args.rounds} rounds of {args.seconds:g} s, c={CONCURRENCY} on each server, both on one core\n")
-    print("| request | req/s off | req/s on | on/off | CPU ms/request off | on | on/off |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"\n{args.rounds} rounds of {args.seconds:g} s, c={CONCURRENCY} on each server, all on one core\n")
+    print("| request | req/s off | on | on/off | control off2/off | CPU ms/request off | on | on/off | off2/off |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for (path, name), s in zip(POINTS, measured["summary"].values(), strict=True):
         label = f"POST {path.split('?')[0]}" + (f" ({name})" if name else "")
+        cpu = s["cpu_s_per_request"]
         print(f"| {label} | {s['req_s']['off']:.1f} | {s['req_s']['on']:.1f} | {s['throughput_on_off']:.3f} | "
-              f"{s['cpu_s_per_request']['off'] * 1e3:.3f} | {s['cpu_s_per_request']['on'] * 1e3:.3f} | "
-              f"{s['cpu_on_off']:.3f} |")  # fmt: skip
+              f"{s['throughput_off2_off']:.3f} | {cpu['off'] * 1e3:.3f} | {cpu['on'] * 1e3:.3f} | "
+              f"{s['cpu_on_off']:.3f} | {s['cpu_off2_off']:.3f} |")  # fmt: skip
     if args.out:
         args.out.write_text(json.dumps({"rounds": args.rounds, "seconds": args.seconds, "concurrency": CONCURRENCY,
                                         "in_process": calls, **measured}, indent=2) + "\n")  # fmt: skip
