@@ -11,19 +11,13 @@ skipped, so an idle server does no work.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import sys
 import threading
 from collections.abc import Callable, Iterable
 
 from app.monitoring.monitor import ModelMonitor
 
 log = logging.getLogger(__name__)
-
-NICENESS = 10  # the drift thread's priority below the threads that answer requests (Linux: per thread)
-
 
 class DriftSchedule:
     def __init__(self, monitors: Callable[[], Iterable[ModelMonitor]], interval_s: float) -> None:
@@ -51,8 +45,7 @@ class DriftSchedule:
                 log.exception("drift report of %s:%s failed", monitor.manifest.name, monitor.manifest.version)
 
     def _run(self) -> None:
-        if sys.platform == "linux":  # nice applies to one thread there; elsewhere it would renice a process
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
+        # Not at a lower priority (nice): a starved thread holding the GIL would stall the
+        # threads answering requests. At normal priority a report shares the GIL by switches.
         while not self._stopping.wait(self.interval_s):
             self.run_once()
