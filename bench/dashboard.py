@@ -31,11 +31,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.harness import PORT, ROOT, serve, without_settings
-from bench.prometheus import MONITORING, Prometheus, run_prometheus
+from bench.prometheus import DASHBOARD, VARIABLES, Prometheus, dashboard_query, run_prometheus
 
-DASHBOARD = MONITORING / "grafana" / "dashboards" / "vaeserve.json"
 OUT = ROOT / "docs" / "monitoring"
-RATE_INTERVAL = "15s"
+PANEL_VARIABLES = {**VARIABLES, "$__rate_interval": "15s"}  # scrapes every second, a 4-minute run
 CHUNK, PER_SECOND = 10, 4.0
 
 
@@ -70,10 +69,7 @@ def _legend(template: str, labels: dict[str, str]) -> str:
 
 
 def _substituted(expr: str) -> str:
-    for variable, value in {"$__rate_interval": RATE_INTERVAL, "$model": "mnist-vae", "$version": "1",
-                            "$score": "mse"}.items():  # fmt: skip
-        expr = expr.replace(variable, value)
-    return expr
+    return dashboard_query(expr, PANEL_VARIABLES)
 
 
 def draw(prom: Prometheus, start: float, end: float, phases: list[tuple[str, float, float]], out: Path) -> list[Path]:

@@ -13,6 +13,7 @@ evaluation every second); it is stopped by its PID when the block ends.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +30,22 @@ from bench.harness import PORT, ROOT
 
 MONITORING = ROOT / "docker" / "monitoring"
 SHIPPED_RULES = tuple(sorted((MONITORING / "rules").glob("*.yml")))
+DASHBOARD = MONITORING / "grafana" / "dashboards" / "vaeserve.json"
+# Values for the dashboard's variables: the shipped model, and a rate window for 1 s scrapes.
+VARIABLES = {"$__rate_interval": "1m", "$model": "mnist-vae", "$version": "1", "$score": "mse"}
+
+
+def dashboard_query(expr: str, variables: dict[str, str] = VARIABLES) -> str:
+    """A panel's PromQL with the dashboard's variables replaced, as Grafana would send it."""
+    for variable, value in variables.items():
+        expr = expr.replace(variable, value)
+    return expr
+
+
+def dashboard_queries(variables: dict[str, str] = VARIABLES) -> set[str]:
+    """Every panel query of the shipped dashboard, variables replaced."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    return {dashboard_query(t["expr"], variables) for p in dashboard["panels"] for t in p.get("targets", [])}
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from app.monitoring.monitor import ModelMonitor
 
 log = logging.getLogger(__name__)
 
+
 class DriftSchedule:
     def __init__(self, monitors: Callable[[], Iterable[ModelMonitor]], interval_s: float) -> None:
         if interval_s <= 0:

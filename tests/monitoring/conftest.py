@@ -22,9 +22,27 @@ from pathlib import Path
 
 import pytest
 
-from bench.prometheus import MONITORING, SHIPPED_RULES, Prometheus, fast_copy, prometheus_config, run_prometheus
+from bench.prometheus import (
+    MONITORING,
+    SHIPPED_RULES,
+    Prometheus,
+    dashboard_queries,
+    fast_copy,
+    prometheus_config,
+    run_prometheus,
+)
 
 __all__ = ["MONITORING", "SHIPPED_RULES", "Prometheus", "fast_copy", "prometheus_config", "require_tool"]
+
+
+def assert_every_dashboard_query_has_data(prom: Prometheus, timeout_s: float) -> None:
+    """Wait until each panel query of the shipped dashboard gives at least one series; name those that give none."""
+    queries = dashboard_queries()
+    try:
+        prom.wait_until(lambda: all(prom.query(q) for q in queries), "data for every dashboard query", timeout_s)
+    finally:
+        empty = [q for q in queries if not prom.query(q)]
+        assert not empty and len(queries) >= 20, empty
 
 
 def require_tool(name: str) -> str:

@@ -4,7 +4,6 @@ alerts (fast copies: `for: 1s`) fire; every dashboard query finds data in the re
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -18,8 +17,7 @@ import pytest
 from bench.dashboard import send_images
 from bench.harness import PORT, Live, serve, without_settings
 from tests.helpers import rotated, shipped_test_split
-from tests.monitoring.conftest import SHIPPED_RULES, Prometheus, fast_copy
-from tests.monitoring.test_rules import DASHBOARD
+from tests.monitoring.conftest import SHIPPED_RULES, Prometheus, assert_every_dashboard_query_has_data, fast_copy
 
 MODEL = '{model="mnist-vae", version="1"}'
 WINDOW = 500  # VAESERVE_ANOMALY_RATE_WINDOW and VAESERVE_DRIFT_WINDOW, the defaults
@@ -120,18 +118,5 @@ def test_every_dashboard_query_finds_data_in_the_live_service(
             == 400
         )
         client.post(f"{service.url}/v1/encode", content=b"{}", headers={"content-type": "application/json"})
-    variables = {"$__rate_interval": "1m", "$model": "mnist-vae", "$version": "1", "$score": "mse"}
-    dashboard = json.loads(DASHBOARD.read_text())
-    queries = {t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])}
-
-    def substituted(expr: str) -> str:
-        for variable, value in variables.items():
-            expr = expr.replace(variable, value)
-        return expr
-
     prom.wait_until(lambda: (prom.value('count_over_time(up{job="vaeserve"}[1m])') or 0) >= 3, "three scrapes")
-    try:
-        prom.wait_until(lambda: all(prom.query(substituted(q)) for q in queries), "data for every dashboard query", 30)
-    finally:
-        empty = [q for q in queries if not prom.query(substituted(q))]
-        assert not empty and len(queries) >= 20, empty
+    assert_every_dashboard_query_has_data(prom, 30)
