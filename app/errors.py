@@ -172,6 +172,7 @@ def install_handlers(app: FastAPI, renderers: ErrorRenderers) -> None:
 
     async def handle(request: Request, exc: Exception) -> Response:
         error = as_service_error(exc)
+        request.state.problem = error.slug  # app/api/middleware.py counts refused inputs by it
         if error.slug == "internal":
             log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return renderers.for_path(request.url.path)(error)

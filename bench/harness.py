@@ -148,6 +148,12 @@ def rss_bytes(root: int) -> int:
     return sum(_vm_rss_bytes(pid) for pid in [root, *descendants(root)])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid`, all its threads, from /proc/<pid>/stat (fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _vm_rss_bytes(pid: int) -> int:
     try:
         status = Path(f"/proc/{pid}/status").read_text()

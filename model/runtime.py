@@ -68,6 +68,7 @@ class ScoreBatch:
     scores: dict[str, F64]  # name -> (N,), in SCORES order; nats unless the table says otherwise
     reconstructions: F32  # (N, C, H, W): decoded from the posterior mean, the images mse compares
     pixel_nll: F32  # (N, C, H, W): -log p(x_i | z = posterior mean) per pixel, nats; the heatmap
+    mean: F32  # (N, D): the posterior means E_q[z|x] the scores were computed from (what drift monitoring keeps)
     importance_samples: int
 
     def __getitem__(self, name: str) -> F64:
@@ -78,7 +79,7 @@ class ScoreBatch:
 
     def arrays(self) -> dict[str, NDArray[np.generic]]:
         """Every per-image array by name: what crosses the micro-batcher."""
-        return {**self.scores, "reconstructions": self.reconstructions, "pixel_nll": self.pixel_nll}
+        return {**self.scores, "reconstructions": self.reconstructions, "pixel_nll": self.pixel_nll, "mean": self.mean}
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, NDArray[np.generic]], importance_samples: int) -> ScoreBatch:
@@ -86,6 +87,7 @@ class ScoreBatch:
             scores={name: np.asarray(arrays[name], np.float64) for name in SCORE_NAMES},
             reconstructions=np.asarray(arrays["reconstructions"], np.float32),
             pixel_nll=np.asarray(arrays["pixel_nll"], np.float32),
+            mean=np.asarray(arrays["mean"], np.float32),
             importance_samples=importance_samples,
         )
 
@@ -269,7 +271,7 @@ PRECISION_RIDGE = 0.01
 def latent_precision(latents: LatentStatistics) -> F64:
     """The inverse of the training posterior means' covariance plus PRECISION_RIDGE * I (D, D)."""
     covariance = np.asarray(latents.covariance, np.float64)
-    return np.linalg.inv(covariance + PRECISION_RIDGE * np.eye(len(covariance)))
+    return np.asarray(np.linalg.inv(covariance + PRECISION_RIDGE * np.eye(len(covariance))), np.float64)
 
 
 def combined_scores(combination: Combination | None, scores: Mapping[str, F64]) -> dict[str, F64]:
@@ -345,6 +347,7 @@ def score_part(
         # posterior mean rather than the K samples: one deterministic map, the one `mse` uses.
         pixel_nll = -pixel_log_likelihood(likelihood, images, recon_params)  # (N, C, H, W)
         part |= {
+            "mean": mean,
             "kl": S.kl_to_standard_normal(mean, log_var),
             "reconstructions": recon_images,
             "mse": ((recon_images.astype(np.float64) - images) ** 2).reshape(len(images), -1).mean(axis=1),
@@ -405,6 +408,7 @@ def join_parts(
         {name: scores[name] for name in SCORE_NAMES},
         np.asarray(first["reconstructions"], np.float32),
         np.asarray(first["pixel_nll"], np.float32),
+        np.asarray(first["mean"], np.float32),
         k,
     )
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from model.bundle import Manifest
+
 # A VAE small enough to train in seconds, on a few hundred real digits.
 TINY_ARGS = [
     "--set", "model.channels=[8, 16]",
@@ -46,3 +48,19 @@ def png_bytes(pixels: np.ndarray, fmt: str = "PNG", **save: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **save)
     return buffer.getvalue()
+
+
+def shipped_test_split() -> tuple[Manifest, np.ndarray]:
+    """The shipped model's manifest and its held-out test digits, float32 (500, 1, 28, 28) in [0, 1]:
+    the split its manifest records, which it was neither trained nor calibrated on."""
+    from app.settings import SHIPPED_REPOSITORY
+    from model.bundle import list_repository, load_bundle
+    from training.data import bundle_splits
+
+    manifest = load_bundle(list_repository(SHIPPED_REPOSITORY)[("mnist-vae", "1")]).manifest
+    return manifest, bundle_splits(manifest)["test"]
+
+
+def rotated(images: np.ndarray) -> np.ndarray:
+    """Images (N, C, H, W) turned by 90°: digits the model has never seen upright or not."""
+    return np.ascontiguousarray(np.rot90(images, 1, axes=(2, 3)))

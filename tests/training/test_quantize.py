@@ -49,7 +49,9 @@ def test_manifest_records_the_quality_it_kept(bundle: Bundle, quantized: Bundle)
         f"AUROC {s} {score}" for s in OOD_SETS for score in CALIBRATED_SCORES
     }
     assert set(checks) == expected
-    assert all(c.passed and c.tolerance == (0.1 if c.metric.startswith("AUROC") else 5.0) for c in q.quality)  # as given
+    assert all(
+        c.passed and c.tolerance == (0.1 if c.metric.startswith("AUROC") else 5.0) for c in q.quality
+    )  # as given
     parent_test = next(s for s in bundle.manifest.metrics if s.split == "test")
     new_test = next(s for s in quantized.manifest.metrics if s.split == "test")
     # The gate measured the parent as its own training did, and the manifest's metrics are the int8 graphs'.
