@@ -37,7 +37,7 @@ SHIPPED = ROOT / "model" / "zoo" / "mnist-vae" / "1"
 ONE_CLASS = [  # ~500 images per class: 250 train, 50 validation, 100 calibration, 100 test
     "--data", "mnist", "--epochs", "60", "--latent-dim", "8",
     "--set", "model.channels=[16, 32]", "--set", "model.hidden=[128]",
-    "--set", "train.batch_size=32", "--set", 'train.lr_schedule="cosine"', "--set", "train.augment_shift=1",
+    "--set", "train.batch_size=32", "--set", 'train.lr_schedule="cosine"', "--set", 'train.augment=[{kind="shift"}]',
     "--set", "train.threads=2",
     "--set", "data.test_fraction=0.2", "--set", "data.calibration_fraction=0.2",
     "--set", "data.validation_fraction=0.1",

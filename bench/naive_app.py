@@ -37,7 +37,7 @@ FIXED_CONFIGS = {  # for bundles written without a training config
 
 def run_config(manifest: Manifest) -> RunConfig:
     if manifest.training is not None:
-        return RunConfig.from_dict(manifest.training.config)
+        return RunConfig.from_stored(manifest.training.config)
     if manifest.name not in FIXED_CONFIGS:
         raise SystemExit(f"{manifest.name}: the bundle has no training config and no fixed config is known")
     return FIXED_CONFIGS[manifest.name]
@@ -46,7 +46,9 @@ def run_config(manifest: Manifest) -> RunConfig:
 torch.set_num_threads(1)
 CONFIG = run_config(load_bundle(os.environ["NAIVE_BUNDLE"]).manifest)
 DATA = CONFIG.data
-MODE = "L" if DATA.channels == 1 else "RGB"
+assert DATA.channels and DATA.height and DATA.width, "a stored config names its input size"
+CHANNELS, HEIGHT, WIDTH = DATA.channels, DATA.height, DATA.width
+MODE = "L" if CHANNELS == 1 else "RGB"
 model = VAE(CONFIG.model, DATA).eval()
 app = FastAPI(title="naive VAE encoder")
 
@@ -58,8 +60,8 @@ async def healthz() -> dict[str, str]:
 
 @app.post("/encode")
 async def encode(file: UploadFile = File(...)) -> dict[str, list[float]]:  # noqa: B008 (the tutorial form)
-    image = Image.open(io.BytesIO(await file.read())).convert(MODE).resize((DATA.width, DATA.height))
-    pixels = np.asarray(image, dtype=np.float32).reshape(DATA.height, DATA.width, DATA.channels) / 255.0
+    image = Image.open(io.BytesIO(await file.read())).convert(MODE).resize((WIDTH, HEIGHT))
+    pixels = np.asarray(image, dtype=np.float32).reshape(HEIGHT, WIDTH, CHANNELS) / 255.0
     x = torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0)
     with torch.no_grad():
         mean, log_var = model.encoder(x)

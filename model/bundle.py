@@ -47,6 +47,8 @@ class InputSpec(_Schema):
     colour_mode: Literal["L", "RGB"]
     value_range: tuple[float, float] = (0.0, 1.0)
     resize: Literal["error", "bilinear", "nearest"] = "bilinear"
+    fit: Literal["stretch", "center_crop"] = "stretch"  # another aspect ratio: stretched, or its centre cropped
+    background: int | None = Field(None, ge=0, le=255)  # transparency composited on this grey; None: alpha dropped
 
     @model_validator(mode="after")
     def _mode_matches_channels(self) -> InputSpec:
@@ -87,8 +89,11 @@ class SplitSpec(_Schema):
 class DatasetInfo(_Schema):
     source: str
     rows: int  # after the label filter
-    labels: list[int] | None
-    sha256: str  # of the float32 [N, C, H, W] array the split was drawn from
+    labels: list[int | str] | None  # label values, or class names for folders and lists
+    sha256: str  # identifies the rows the split was drawn from, as `fingerprint` says
+    # "array": sha256 of the rows as one float32 [N, C, H, W] array; "files": sha256 of the
+    # lines "<sha256 of the file>  <relative path>\n" in row order (docs/training.md)
+    fingerprint: Literal["array", "files"] = "array"
     split: SplitSpec
 
 
@@ -100,6 +105,8 @@ class TrainingInfo(_Schema):
     parameters: int
     wall_seconds: float
     library_versions: dict[str, str]
+    device: str = "cpu"  # where it trained, e.g. "cuda:0 (NVIDIA H100 80GB HBM3)"
+    world_size: int = 1  # training processes (torchrun), each with its share of every batch
 
 
 class SplitMetrics(_Schema):
@@ -125,6 +132,9 @@ class Calibration(_Schema):
     importance_samples: int
     seed: int
     scores: dict[str, list[float]]  # sorted ascending, per score name
+    # 1 / (split_size + 1): the smallest p-value, so the lowest false-positive rate a
+    # threshold can be set at; above false_positive_rate, the split was too small for it.
+    smallest_p_value: float | None = None
 
 
 class Manifest(_Schema):
@@ -227,9 +237,15 @@ def check_output_dir(out_dir: Path, *, force: bool) -> None:
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
         what = "already holds a bundle" if (out_dir / MANIFEST).exists() else "is not empty"
         raise BundleError(str(out_dir), f"{what}; pass --force to replace it")
-    try:  # probe by writing: permission bits say nothing about read-only mounts or root
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir.parent):
+    # Probe by writing where the bundle's folders will be made (the nearest existing one),
+    # creating nothing: permission bits say nothing about read-only mounts or root.
+    existing = out_dir.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "Not a directory")
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
         raise BundleError(str(out_dir), f"cannot write there ({exc.strerror})") from None

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from model.bundle import InputSpec
 from model.errors import InputError, InputTooLargeError, InvalidImageError
@@ -29,7 +29,9 @@ def decode_image(
     """Decode PNG/JPEG/... bytes into (C, H, W) float32 in [0, 1] per `spec`.
 
     The pixel count is checked from the header before any pixel is decoded, so a
-    decompression bomb costs nothing. Alpha is dropped; 16-bit images are scaled.
+    decompression bomb costs nothing. 16-bit images are scaled. Transparency is composited
+    on `spec.background` when set, else dropped. Another size is resized (`spec.resize`)
+    after stretching or centre-cropping to the model's aspect ratio (`spec.fit`).
     """
     if not data:
         raise InvalidImageError("empty image", index)
@@ -55,11 +57,15 @@ def decode_image(
         scale = 65535.0 if image.mode != "F" else 1.0
         grey = np.asarray(image, dtype=np.float32) / scale
         image = Image.fromarray(np.clip(grey * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    if spec.background is not None and (image.has_transparency_data or "A" in image.getbands()):
+        level = spec.background
+        image = Image.alpha_composite(Image.new("RGBA", image.size, (level, level, level, 255)), image.convert("RGBA"))
     image = image.convert(spec.colour_mode)
     if image.size != (spec.width, spec.height):
         if spec.resize == "error":
             raise InputError(f"size {width}x{height} differs from the model's {spec.width}x{spec.height}", index)
-        image = image.resize((spec.width, spec.height), _RESAMPLE[spec.resize])
+        size, resample = (spec.width, spec.height), _RESAMPLE[spec.resize]
+        image = ImageOps.fit(image, size, resample) if spec.fit == "center_crop" else image.resize(size, resample)
     pixels = np.asarray(image, dtype=np.float32) / 255.0  # (H, W) or (H, W, C)
     return pixels.reshape(spec.height, spec.width, spec.channels).transpose(2, 0, 1)
 

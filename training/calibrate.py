@@ -23,59 +23,84 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
+from tqdm import tqdm
 
 from model.bundle import Calibration, SplitMetrics, load_bundle, write_bundle
 from model.errors import BundleError
-from model.runtime import VAERuntime, batched_scores
+from model.runtime import SCORE_NAMES, VAERuntime
 from model.scores import bits_per_dim, threshold_at_fpr
 from training import report
 from training.config import CalibrationConfig, ConfigError
-from training.data import DataError, bundle_splits
+from training.data import bundle_splits
+from training.sources import DataError, ImageSplit
 
 log = logging.getLogger(__name__)
 
 CALIBRATED_SCORES = ("neg_elbo", "iwae_nll", "mse", "complexity")  # the scores /v1/score can decide with
+CHUNK = 64  # images read and scored at a time: bounds memory, paces the progress bar
 
 
-def calibrate(runtime: VAERuntime, images: NDArray[np.float32], config: CalibrationConfig) -> Calibration:
-    """Score the calibration split; threshold the chosen score at the false-positive rate."""
-    scores = batched_scores(runtime, images, config.importance_samples, config.seed)
-    sorted_scores = {name: np.sort(scores.by_name(name)).tolist() for name in CALIBRATED_SCORES}
-    return Calibration(
+def stream_scores(runtime: VAERuntime, split: ImageSplit, importance_samples: int, seed: int, *,
+                  desc: str = "scoring", progress: bool = False) -> dict[str, NDArray[np.float64]]:  # fmt: skip
+    """Every score in SCORE_NAMES for each image of `split`, (N,) each, read and scored
+    CHUNK images at a time; the values do not depend on the chunking (model/runtime.py)."""
+    parts: list[dict[str, NDArray[np.float64]]] = []
+    with tqdm(total=len(split), desc=desc, unit="img", disable=None if progress else True) as bar:
+        for images in split.chunks(CHUNK):
+            scores = runtime.score(images, importance_samples, seed)
+            parts.append({name: scores.by_name(name) for name in SCORE_NAMES})
+            bar.update(len(images))
+    return {name: np.concatenate([p[name] for p in parts]) for name in SCORE_NAMES}
+
+
+def calibrate(runtime: VAERuntime, split: ImageSplit, config: CalibrationConfig, progress: bool = False) -> Calibration:
+    """Score the calibration split; threshold the chosen score at the false-positive rate.
+
+    With n images no p-value is below 1/(n+1), so no threshold promises a lower false-positive
+    rate: a warning says so when the asked rate is lower, and the manifest keeps 1/(n+1)."""
+    scores = stream_scores(runtime, split, config.importance_samples, config.seed, desc="calibration",
+                           progress=progress)  # fmt: skip
+    sorted_scores = {name: np.sort(scores[name]).tolist() for name in CALIBRATED_SCORES}
+    calibration = Calibration(
         score=config.score,
-        split_size=len(images),
+        split_size=len(split),
         false_positive_rate=config.false_positive_rate,
         threshold=threshold_at_fpr(sorted_scores[config.score], config.false_positive_rate),
         importance_samples=config.importance_samples,
         seed=config.seed,
         scores=sorted_scores,
+        smallest_p_value=1.0 / (len(split) + 1),
     )
+    warning = report.small_split_warning(calibration)
+    if warning:
+        log.warning("%s", warning)
+    return calibration
 
 
-def split_metrics(
-    runtime: VAERuntime, images: NDArray[np.float32], split: str, importance_samples: int, seed: int
-) -> SplitMetrics:
+def split_metrics(runtime: VAERuntime, split: ImageSplit, name: str, importance_samples: int, seed: int,
+                  progress: bool = False) -> SplitMetrics:  # fmt: skip
     """Mean negative ELBO, its parts, IWAE NLL and bits/dim over one split."""
-    scores = batched_scores(runtime, images, importance_samples, seed)
-    iwae_nll = float(scores.iwae_nll.mean())
+    scores = stream_scores(runtime, split, importance_samples, seed, desc=f"{name} K={importance_samples}",
+                           progress=progress)  # fmt: skip
+    iwae_nll = float(scores["iwae_nll"].mean())
     return SplitMetrics(
-        split=split,
-        images=len(images),
-        neg_elbo=float(scores.neg_elbo.mean()),
-        reconstruction=float(scores.reconstruction.mean()),
-        kl=float(scores.kl.mean()),
+        split=name,
+        images=len(split),
+        neg_elbo=float(scores["neg_elbo"].mean()),
+        reconstruction=float(scores["reconstruction"].mean()),
+        kl=float(scores["kl"].mean()),
         iwae_nll=iwae_nll,
         importance_samples=importance_samples,
         bits_per_dim=float(bits_per_dim(iwae_nll, runtime.input.dims)),
     )
 
 
-def recalibrate(path: Path, config: CalibrationConfig, command: str = "") -> Calibration:
+def recalibrate(path: Path, config: CalibrationConfig, command: str = "", progress: bool = False) -> Calibration:
     """Re-calibrate the bundle at `path` in place; only manifest.json and MODEL_CARD.md change."""
     bundle = load_bundle(path)
-    images = bundle_splits(bundle.manifest)["calibration"]
-    log.info("calibrating %s on %d images (K=%d)", path, len(images), config.importance_samples)
-    calibration = calibrate(VAERuntime(bundle), images, config)
+    split = bundle_splits(bundle.manifest)["calibration"]
+    log.info("calibrating %s on %d images (K=%d)", path, len(split), config.importance_samples)
+    calibration = calibrate(VAERuntime(bundle), split, config, progress)
     files = {name: (path / name).read_bytes() for name in bundle.manifest.files}
     if "MODEL_CARD.md" in files:
         when = datetime.now(UTC).isoformat(timespec="seconds")
@@ -101,28 +126,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--importance-samples", type=int, help=f"K (default: the bundle's, else {defaults.importance_samples})"
     )
     p.add_argument("--seed", type=int, help="seed of the noise (default: the bundle's, else 0)")
-    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors, no progress bars")
     return p.parse_args(argv)
 
 
 def _config(args: argparse.Namespace, old: Calibration | None) -> CalibrationConfig:
-    config = CalibrationConfig()
+    """The bundle's calibration settings, with the ones given on the command line instead."""
+    values: dict[str, object] = {}
     if old is not None:
-        config.false_positive_rate, config.importance_samples, config.seed = (
-            old.false_positive_rate, old.importance_samples, old.seed)  # fmt: skip
+        values = {"false_positive_rate": old.false_positive_rate, "importance_samples": old.importance_samples,
+                  "seed": old.seed}  # fmt: skip
         if old.score in CALIBRATED_SCORES:
-            config.score = old.score  # type: ignore[assignment]
-    if args.score is not None:
-        config.score = args.score
-    for name, value in (("false_positive_rate", args.fpr), ("importance_samples", args.importance_samples),
-                        ("seed", args.seed)):  # fmt: skip
-        if value is not None:
-            setattr(config, name, value)
-    if not 0 < config.false_positive_rate < 1:
-        raise ConfigError(f"--fpr must be in (0, 1), got {config.false_positive_rate}")
-    if config.importance_samples < 1:
-        raise ConfigError(f"--importance-samples must be >= 1, got {config.importance_samples}")
-    return config
+            values["score"] = old.score
+    given = {"score": args.score, "false_positive_rate": args.fpr, "importance_samples": args.importance_samples,
+             "seed": args.seed}  # fmt: skip
+    values |= {name: value for name, value in given.items() if value is not None}
+    fpr, k = values.get("false_positive_rate", 0.01), values.get("importance_samples", 1)
+    if not 0 < fpr < 1:  # type: ignore[operator]
+        raise ConfigError(f"--fpr must be in (0, 1), got {fpr}")
+    if k < 1:  # type: ignore[operator]
+        raise ConfigError(f"--importance-samples must be >= 1, got {k}")
+    return CalibrationConfig.model_validate(values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = _config(args, load_bundle(args.bundle).manifest.calibration)
         command = "python -m training.calibrate " + shlex.join(sys.argv[1:] if argv is None else argv)
-        cal = recalibrate(args.bundle, config, command)
+        cal = recalibrate(args.bundle, config, command, progress=not args.quiet)
     except (ConfigError, DataError, BundleError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -33,7 +33,7 @@ from model.errors import BundleError
 from model.runtime import SCORE_NAMES, ImageScores, RuntimeOptions, VAERuntime, batched_scores
 from model.scores import threshold_at_fpr
 from training.anomaly_sets import OOD_SETS, load_set
-from training.data import DataError
+from training.sources import DataError
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ service will serve, not what torch computed.
 from __future__ import annotations
 
 import io
+import math
 from datetime import datetime
 
 import numpy as np
@@ -74,7 +75,9 @@ def model_card(
     note: str = "",
 ) -> str:
     """MODEL_CARD.md: what the model is, what it was trained on, how good it is."""
-    m, t = config.model, config.train
+    m, t, d = config.model, config.train, config.data
+    augment = ", ".join(_augmentation(a.model_dump()) for a in t.augment) or "none"
+    processes = f" in {training.world_size} processes" if training.world_size > 1 else ""
     arch = (
         f"convolutional, channels {m.channels}, fully connected {m.hidden}"
         if m.arch == "conv"
@@ -93,17 +96,20 @@ A variational autoencoder served by vaeserve. Created {created.isoformat(timespe
 ## Model
 - Architecture: {arch}; latent dimension {m.latent_dim}; {training.parameters:,} trainable parameters.
 - Likelihood p(x|z): {m.likelihood}; prior p(z) = N(0, I).
-- Input: {config.data.channels} x {config.data.height} x {config.data.width}, values in [0, 1].
+- Input: {d.channels} x {d.height} x {d.width} ({"greyscale" if d.channels == 1 else "RGB"}), values in [0, 1];
+  other sizes are resized ({d.resize}, {d.fit.replace("_", " ")}).
 
 ## Data
 - Source: `{dataset.source}`, {dataset.rows} images{f", labels {dataset.labels}" if dataset.labels else ""}.
 - Split (seed {dataset.split.seed}): {counts}. {dataset.split.algorithm}.
 
 ## Training
-- {training.epochs_run} epochs run, best validation epoch {training.best_epoch}, {training.wall_seconds:.0f} s.
+- {training.epochs_run} epochs run, best validation epoch {training.best_epoch}, {training.wall_seconds:.0f} s
+  on {training.device}{processes} ({t.precision}).
 - AdamW lr {t.lr}, weight decay {t.weight_decay}, batch {t.batch_size}, beta {t.beta},
   KL warm-up {t.warmup_epochs} epochs, early stopping patience {t.early_stopping_patience}, seed {t.seed}.
-- Reproduce: `{command}`
+- Augmentation: {augment}.
+- Reproduce (from the repository root): `{command}`
 
 ## Metrics (nats per image; lower is better)
 | split | images | neg. ELBO | reconstruction | KL | IWAE NLL | bits/dim |
@@ -120,10 +126,33 @@ A variational autoencoder served by vaeserve. Created {created.isoformat(timespe
 
 def calibration_section(calibration: Calibration, note: str = "") -> str:
     """The model card's "## Anomaly calibration" section, ending with a newline."""
+    warning = small_split_warning(calibration)
     return f"""## Anomaly calibration
 - Score `{calibration.score}` on {calibration.split_size} held-out normal images
   (K={calibration.importance_samples}, seed {calibration.seed}).
 - Threshold {calibration.threshold:.6g} at a false-positive rate of {calibration.false_positive_rate:.2%}.
 - Calibration scores kept for: {", ".join(f"`{name}`" for name in calibration.scores)}.
 - p-value = (1 + #calibration scores >= s) / (n + 1).
-{note}"""
+{f"- **Warning**: {warning}{chr(10)}" if warning else ""}{note}"""
+
+
+def small_split_warning(calibration: Calibration) -> str | None:
+    """The warning for a calibration split too small for its false-positive rate, or None.
+
+    With n calibration scores no p-value is below 1/(n+1): a threshold at a lower rate is
+    the largest calibration score, whose false-positive rate is 1/(n+1) (conformal)."""
+    n, rate = calibration.split_size, calibration.false_positive_rate
+    smallest = 1.0 / (n + 1)
+    if rate >= smallest:
+        return None
+    needed = math.ceil(1.0 / rate - 1.0)
+    return (
+        f"{n} calibration images are too few for a false-positive rate of {rate:g}: the smallest p-value is "
+        f"1/(n+1) = {smallest:.3g}, so the threshold (the largest calibration score) has a false-positive rate "
+        f"of about {smallest:.3g}; calibrate on at least {needed} images for {rate:g}"
+    )
+
+
+def _augmentation(step: dict[str, object]) -> str:
+    kind = step.pop("kind")
+    return f"{kind} ({', '.join(f'{k} {v}' for k, v in step.items())})"
