@@ -22,6 +22,7 @@ from model import scores as S
 from model.bundle import Bundle
 from model.errors import BundleError, InputError
 from model.preprocess import png_bits
+from model.providers import check_session, select_providers
 
 F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
@@ -101,6 +102,7 @@ class VAERuntime:
         self.input = self.manifest.input
         self.latent_dim = self.manifest.latent_dim
         self._decoder_output = self.manifest.likelihood.decoder_output
+        self.providers = select_providers(self.options.providers)  # those this installation has, CPU last
         self._encoder = self._session(str(bundle.encoder_path))
         self._decoder = self._session(str(bundle.decoder_path))
         self._check_graphs()
@@ -112,9 +114,11 @@ class VAERuntime:
         opts.graph_optimization_level = _OPTIMIZATION[self.options.graph_optimization]
         opts.enable_cpu_mem_arena = self.options.memory_arena
         try:
-            return ort.InferenceSession(path, opts, providers=list(self.options.providers))
+            session = ort.InferenceSession(path, opts, providers=self.providers)
         except Exception as exc:  # ORT raises its own untyped errors for a bad graph
             raise BundleError(path, f"ONNX Runtime cannot load it ({exc})") from None
+        check_session(session, path, self.providers)
+        return session
 
     def _check_graphs(self) -> None:
         """The graphs must have the names and shapes the manifest promises."""

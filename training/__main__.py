@@ -35,13 +35,11 @@ from model.bundle import (
     SplitMetrics,
     TrainingInfo,
     check_output_dir,
-    load_bundle,
     write_bundle,
 )
 from model.errors import BundleError
-from model.runtime import VAERuntime
 from training import report
-from training.calibrate import calibrate, split_metrics
+from training.calibrate import calibrate, chunk_size, scoring_runtime, split_metrics
 from training.config import ConfigError, RunConfig, load_config
 from training.data import default_workers, input_spec, load_source, split
 from training.devices import DeviceError, check_precision, describe, make_deterministic, resolve_device
@@ -203,7 +201,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> Path | None:
     started = time.perf_counter()
     model = trainer.model.to("cpu")
     export_rows = splits["validation"] if len(splits["validation"]) else splits["train"]
-    graphs = export_graphs(model, torch.from_numpy(export_rows.array(256)))
+    parity_rows = min(256, 4 * chunk_size(input_spec(config.data).dims))  # real inputs, at most 16 MB of them
+    graphs = export_graphs(model, torch.from_numpy(export_rows.array(parity_rows)))
     log.info("exported the ONNX graphs in %.1f s", time.perf_counter() - started)
 
     created = datetime.now(UTC)
@@ -247,7 +246,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> Path | None:
     with tempfile.TemporaryDirectory(prefix="vaeserve-draft-") as tmp:
         # Calibrate and draw the report through the exported graphs, as the service will.
         draft = write_bundle(Path(tmp) / "draft", manifest, graph_files)
-        runtime = VAERuntime(load_bundle(draft.path))
+        runtime = scoring_runtime(draft.path)
         cal = config.calibration
         calibration = calibrate(runtime, splits["calibration"], cal, progress)
         metrics: list[SplitMetrics] = [

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from model.bundle import Calibration, SplitMetrics, load_bundle, write_bundle
 from model.errors import BundleError
-from model.runtime import SCORE_NAMES, VAERuntime
+from model.runtime import SCORE_NAMES, RuntimeOptions, VAERuntime
 from model.scores import bits_per_dim, threshold_at_fpr
 from training import report
 from training.config import CalibrationConfig, ConfigError
@@ -37,7 +37,18 @@ from training.sources import DataError, ImageSplit
 log = logging.getLogger(__name__)
 
 CALIBRATED_SCORES = ("neg_elbo", "iwae_nll", "mse", "complexity")  # the scores /v1/score can decide with
-CHUNK = 64  # images read and scored at a time: bounds memory, paces the progress bar
+CHUNK_VALUES = 2**20  # pixel values read and scored at a time (64 MNIST digits, 5 RGB 256x256 images)
+
+
+def chunk_size(dims: int) -> int:
+    """Images per chunk for images of `dims` values: bounds memory whatever their size (1 to 64)."""
+    return max(1, min(64, CHUNK_VALUES // dims))
+
+
+def scoring_runtime(path: Path) -> VAERuntime:
+    """The bundle's runtime, decoding at most a chunk's worth of images per ONNX Runtime call."""
+    bundle = load_bundle(path)
+    return VAERuntime(bundle, RuntimeOptions(decode_chunk=chunk_size(bundle.manifest.input.dims)))
 
 
 def stream_scores(runtime: VAERuntime, split: ImageSplit, importance_samples: int, seed: int, *,
@@ -46,7 +57,7 @@ def stream_scores(runtime: VAERuntime, split: ImageSplit, importance_samples: in
     CHUNK images at a time; the values do not depend on the chunking (model/runtime.py)."""
     parts: list[dict[str, NDArray[np.float64]]] = []
     with tqdm(total=len(split), desc=desc, unit="img", disable=None if progress else True) as bar:
-        for images in split.chunks(CHUNK):
+        for images in split.chunks(chunk_size(runtime.input.dims)):
             scores = runtime.score(images, importance_samples, seed)
             parts.append({name: scores.by_name(name) for name in SCORE_NAMES})
             bar.update(len(images))
@@ -100,7 +111,7 @@ def recalibrate(path: Path, config: CalibrationConfig, command: str = "", progre
     bundle = load_bundle(path)
     split = bundle_splits(bundle.manifest)["calibration"]
     log.info("calibrating %s on %d images (K=%d)", path, len(split), config.importance_samples)
-    calibration = calibrate(VAERuntime(bundle), split, config, progress)
+    calibration = calibrate(scoring_runtime(path), split, config, progress)
     files = {name: (path / name).read_bytes() for name in bundle.manifest.files}
     if "MODEL_CARD.md" in files:
         when = datetime.now(UTC).isoformat(timespec="seconds")

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from model.bundle import InputSpec, Manifest, SplitSpec
 from training.augment import augment
 from training.config import Augmentation, DataConfig, RunConfig
-from training.sources import DataError, ImageSource, ImageSplit, decoded_chunks, open_source, select_labels
+from training.sources import ArraySource, DataError, ImageSource, ImageSplit, decoded_chunks, open_source, select_labels
 
 SPLITS = ("test", "calibration", "validation", "train")
 SPLIT_ALGORITHM = (
@@ -183,10 +183,11 @@ def loader(dataset: TrainingImages, sampler: Sampler[tuple[int, int]], batch_siz
 
 
 def default_workers(source: ImageSource, config: DataConfig, local_processes: int) -> int:
-    """`data.workers`, or: none for arrays in memory, else the cores left per process (1 to 4)."""
+    """`data.workers`, or: none for arrays (a row is a copy, in memory or memory-mapped),
+    else for decoding files the cores left per process (1 to 4)."""
     if config.workers is not None:
         return config.workers
-    if source.in_memory:
+    if isinstance(source, ArraySource):
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(4, cores // local_processes - 1))

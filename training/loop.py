@@ -34,7 +34,6 @@ from training.sources import ImageSplit
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
-VALIDATION_BATCH = 256  # per process
 
 
 class TrainingError(RuntimeError):
@@ -115,7 +114,8 @@ class Trainer:
                                     t.batch_size // world, workers, pin)  # fmt: skip
         validation = validation if len(validation) else train
         checked = TrainingImages(validation, latent, t.seed, VALIDATION_STREAM)
-        self.validation_batches = loader(checked, Shard(len(validation), rank, world), VALIDATION_BATCH, workers, pin)
+        shard = Shard(len(validation), rank, world)
+        self.validation_batches = loader(checked, shard, t.batch_size // world, workers, pin)  # memory as in training
         self.state = TrainState()
 
     @property
