@@ -143,7 +143,68 @@ def test_bad_data_exits_2_with_a_message(tmp_path: Path, make, message: str, cap
     import re
 
     assert re.search(message, capsys.readouterr().err)
-    assert not (tmp_path / "m" / "1").exists()
+    assert not (tmp_path / "m").exists()  # a failed run leaves no empty folder behind
+
+
+def test_labels_name_class_folders_and_errors_list_them(tmp_path: Path, capsys) -> None:
+    from tests.helpers import png_bytes, real_digits
+
+    images, _ = real_digits(6)
+    for i, image in enumerate(images):
+        (tmp_path / "data" / "357"[i % 3]).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / "357"[i % 3] / f"{i}.png").write_bytes(png_bytes(image))
+    assert _train(tmp_path / "m" / "1", tmp_path / "data", "--labels", "4,5") == 2
+    err = capsys.readouterr().err
+    assert "error: no class named '4' in " in err and err.rstrip().endswith("(classes: 3, 5, 7)")
+    assert not (tmp_path / "m").exists()
+    assert cli.build_config(cli.parse_args(["--out", "x/1", "--labels", "3,cats,03"])).data.labels == [3, "cats", "03"]
+
+
+def test_reproduce_command_runs_from_the_repository_root(monkeypatch) -> None:
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root / "docs")
+    argv = ["--config", "../training/configs/mnist.toml", f"--out={root}/model/zoo/x/1", "--data", "mnist",
+            "--set", f'data.source="{root}/tests"', "--run-dir", "/elsewhere/run", "--seed", "3"]  # fmt: skip
+    assert cli.reproduce_command(argv, 1) == (
+        "python -m training --config training/configs/mnist.toml --out=model/zoo/x/1 --data mnist "
+        "--set 'data.source=\"tests\"' --run-dir /elsewhere/run --seed 3"
+    )
+    assert cli.reproduce_command(["--data", "mnist"], 4) == "torchrun --nproc-per-node 4 -m training --data mnist"
+
+
+def test_progress_bars_on_a_terminal_only(digits_npz: Path, tmp_path: Path) -> None:
+    """Every long phase shows a bar with its rate on a terminal; a pipe gets none."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    args = ["--data", str(digits_npz), "--epochs", "1", "--run-dir", str(tmp_path / "run"), "--name", "digits",
+            *[a for a in TINY_ARGS if a != "-q"]]  # fmt: skip
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))  # a terminal 160 columns wide
+    proc = subprocess.Popen([sys.executable, "-m", "training", "--out", str(tmp_path / "tty" / "1"), *args],
+                            stdout=follower, stderr=follower)  # fmt: skip
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the run is over
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=300) == 0, seen.decode(errors="replace")[-2000:]
+    text = seen.decode(errors="replace")
+    for bar in ("fingerprint", "epochs", "calibration", "validation K=8", "test K=16"):
+        assert bar in text, bar
+    assert "img/s" in text and "<00:00" in text  # rates and ETA
+    # Through a pipe, no bar: the run's checkpoint is resumed (no epoch left), so only the phases after training run.
+    piped = subprocess.run([sys.executable, "-m", "training", "--out", str(tmp_path / "pipe" / "1"), *args, "--resume"],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert piped.returncode == 0, piped.stderr
+    assert "%|" not in piped.stderr and "img/s" not in piped.stderr  # a bar looks like "calibration: 40%|####"
 
 
 def test_unwritable_output_exits_2(digits_npz: Path, tmp_path: Path, capsys) -> None:
