@@ -7,6 +7,9 @@
    process: one process, then `torchrun --nproc-per-node 2` (the same global batch split in
    two, DistributedDataParallel over gloo). images/s = training images / epoch wall time
    (validation included), the median over the epochs after the first; ROUNDS rounds, ABAB.
+   Also images per CPU-second (the CPU time of all training processes): on a machine
+   shared with other work, more processes also take a bigger share of it, which inflates
+   their wall-time ratio; the CPU-time ratio says what the extra process costs.
 2. DataLoader throughput, one pass over the 5,000 built-in digits as training batches (noise
    and a decoded image per row, batch 128): from memory (no worker), and from a folder of
    the same digits as PNG files with 0, 1 and 2 worker processes.
@@ -58,7 +61,9 @@ def train(processes: int, work: Path, tag: str) -> dict[str, Any]:
     subprocess.run(cmd, check=True, cwd=ROOT, env=env, capture_output=True, text=True)
     history = torch.load(run_dir / "checkpoint.pt", weights_only=False)["state"].history
     rates = [h["images_per_second"] for h in history]
-    return {"processes": processes, "epoch_images_per_second": rates, "images_per_second": statistics.median(rates[1:])}
+    per_cpu = [h["images_per_second"] * h["seconds"] / h["cpu_seconds"] for h in history]
+    return {"processes": processes, "epoch_images_per_second": rates, "images_per_second": statistics.median(rates[1:]),
+            "images_per_cpu_second": statistics.median(per_cpu[1:])}  # fmt: skip
 
 
 def loader_pass(split: ImageSplit, workers: int) -> float:
@@ -109,6 +114,8 @@ def main() -> int:
         loader_rates = loaders(work)
     one = statistics.median(r["images_per_second"] for r in runs[1])
     two = statistics.median(r["images_per_second"] for r in runs[2])
+    one_cpu = statistics.median(r["images_per_cpu_second"] for r in runs[1])
+    two_cpu = statistics.median(r["images_per_cpu_second"] for r in runs[2])
     memory = loader_rates["memory, 0 workers"]
     report = {
         "command": command,
@@ -121,6 +128,8 @@ def main() -> int:
             "runs": {str(k): v for k, v in runs.items()},
             "images_per_second": {"1 process": one, "torchrun, 2 processes": two},
             "ratio_2_over_1": two / one,
+            "images_per_cpu_second": {"1 process": one_cpu, "torchrun, 2 processes": two_cpu},
+            "cpu_ratio_2_over_1": two_cpu / one_cpu,
         },
         "data_loader": {
             "images_per_second": loader_rates,
@@ -132,7 +141,7 @@ def main() -> int:
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\n$ {command}\n")
     print(f"training, default config: 1 process {one:.0f} images/s, torchrun 2 processes {two:.0f} images/s "
-          f"({two / one:.2f}x)")  # fmt: skip
+          f"({two / one:.2f}x); per CPU-second {one_cpu:.0f} and {two_cpu:.0f} ({two_cpu / one_cpu:.2f}x)")  # fmt: skip
     for name, rate in loader_rates.items():
         print(f"DataLoader, {name}: {rate:,.0f} images/s ({rate / memory:.2f}x memory)")
     print(f"load average at start {at_start['load_average'][0]:.2f}; wrote {repo_path(out)}")

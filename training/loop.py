@@ -170,10 +170,11 @@ class Trainer:
         for epoch in bar:
             if self.state.stopped_early:
                 break
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             train_loss = self._train_epoch(epoch)
             val = self.validate()
-            self._record(epoch, train_loss, val, time.perf_counter() - started)
+            (cpu_seconds,) = self.processes.all_sum([time.process_time() - cpu_started])  # of every process
+            self._record(epoch, train_loss, val, time.perf_counter() - started, cpu_seconds)
             bar.set_postfix(loss=f"{train_loss:.2f}", val_neg_elbo=f"{val:.2f}", best=f"{self.state.best_val:.2f}")
             if self.processes.is_main:
                 self.save_checkpoint()
@@ -234,13 +235,13 @@ class Trainer:
             )
         return value
 
-    def _record(self, epoch: int, train_loss: float, val: float, seconds: float) -> None:
+    def _record(self, epoch: int, train_loss: float, val: float, seconds: float, cpu_seconds: float) -> None:
         s, t = self.state, self.config.train
         s.epoch = epoch + 1
         s.wall_seconds += seconds
         s.history.append({
             "epoch": epoch + 1, "train_loss": train_loss, "val_neg_elbo": val, "beta": kl_weight(self.config, epoch),
-            "seconds": seconds, "images_per_second": self.train_size / seconds,
+            "seconds": seconds, "images_per_second": self.train_size / seconds, "cpu_seconds": cpu_seconds,
         })  # fmt: skip
         log.info("epoch %d: train loss %.3f, validation neg ELBO %.3f, %.0f images/s", epoch + 1, train_loss, val,
                  self.train_size / seconds)  # fmt: skip

@@ -84,7 +84,7 @@ class ImageSource(ABC):
 
     @property
     def in_memory(self) -> bool:
-        """Whether reading a row is a copy, not a decode: the DataLoader needs no worker then."""
+        """Whether the rows are held in memory, rather than memory-mapped or read from files."""
         return False
 
     def fingerprint(self, progress: bool = False) -> str:

@@ -47,6 +47,11 @@ def test_bundle_is_complete_and_self_describing(bundle: Bundle) -> None:
     assert cal.threshold == threshold_at_fpr(cal.scores[cal.score], cal.false_positive_rate)
     card = (bundle.path / "MODEL_CARD.md").read_text()
     assert f"{test.iwae_nll:.2f} (K=16)" in card and "python -m training" in card
+    assert (m.training.device, m.training.world_size, m.dataset.fingerprint) == ("cpu", 1, "array")
+    # 60 calibration images cannot promise FPR 0.01: the smallest p-value is 1/61, and the card says so.
+    assert cal.smallest_p_value == pytest.approx(1 / 61)
+    assert "**Warning**: 60 calibration images are too few for a false-positive rate of 0.01" in card
+    assert "about 0.0164; calibrate on at least 99 images" in card
     for name in ("samples.png", "reconstructions.png"):
         with Image.open(bundle.path / name) as image:
             assert image.size == (8 * 30 + 2, 8 * 30 + 2)
