@@ -1,6 +1,6 @@
 """Training speed: 1 process against torchrun with 2, and the DataLoader from a folder against memory.
 
-    python -m bench.train_speed          # ~5 minutes on 2 cores; writes bench/results/train_speed.json
+    python -m bench.train_speed    # 20 minutes on the shared 2-core machine; writes bench/results/train_speed.json
 
 1. Training throughput, the default config (`python -m training --data mnist`: the conv VAE
    [32, 64], 4,000 training digits, batch 128) for EPOCHS epochs, one intra-op thread per
@@ -38,7 +38,8 @@ from bench.harness import ROOT, free_port, repo_path
 from model.preprocess import encode_png
 from training.config import DataConfig
 from training.data import EpochShuffle, TrainingImages, loader
-from training.sources import ImageSplit, open_source
+from training.formats import open_source
+from training.sources import ImageSplit
 
 EPOCHS = 4
 ROUNDS = 2

@@ -29,7 +29,8 @@ from model.bundle import InputSpec, Manifest
 from model.preprocess import decode_image
 from training.config import DataConfig
 from training.data import bundle_splits
-from training.sources import DataError, open_source
+from training.formats import open_source
+from training.sources import DataError
 
 F32 = NDArray[np.float32]
 BUILTIN = ("test", "other-digits", "noise", "inverted", "rotated", "letters", "digits8x8")

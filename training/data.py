@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from model.bundle import InputSpec, Manifest, SplitSpec
 from training.augment import augment
 from training.config import Augmentation, DataConfig, RunConfig
-from training.sources import ArraySource, DataError, ImageSource, ImageSplit, decoded_chunks, open_source, select_labels
+from training.formats import open_source
+from training.sources import ArraySource, DataError, ImageSource, ImageSplit, decoded_chunks, select_labels
 
 SPLITS = ("test", "calibration", "validation", "train")
 SPLIT_ALGORITHM = (

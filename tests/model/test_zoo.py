@@ -10,7 +10,7 @@ from model.bundle import list_repository, load_bundle
 from model.runtime import RuntimeOptions, VAERuntime, batched_scores
 from model.scores import p_values
 from training.config import DataConfig
-from training.sources import open_source
+from training.formats import open_source
 
 
 @pytest.fixture(scope="module")

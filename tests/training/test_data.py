@@ -15,7 +15,8 @@ import torch
 from tests.helpers import png_bytes, real_digits
 from training.config import DataConfig
 from training.data import EpochShuffle, Shard, TrainingImages, load_source, loader, split
-from training.sources import ArraySource, DataError, FileSource, ImageSplit, open_source, select_labels
+from training.formats import open_source
+from training.sources import ArraySource, DataError, FileSource, ImageSplit, select_labels
 
 
 def _folder(root: Path, images: np.ndarray, labels: np.ndarray | None, prefix: str = "class_") -> Path:
@@ -93,7 +94,7 @@ def test_input_spec_is_inferred_from_the_first_image(tmp_path: Path, caplog) -> 
     rng = np.random.default_rng(0)
     for i in range(3):
         (tmp_path / f"{i}.png").write_bytes(png_bytes(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)))
-    with caplog.at_level(logging.INFO, logger="training.sources"):
+    with caplog.at_level(logging.INFO, logger="training.formats"):
         data = open_source(DataConfig(source=str(tmp_path)))
     assert (data.spec.channels, data.spec.height, data.spec.width, data.spec.colour_mode) == (3, 48, 64, "RGB")
     assert "data.channels/height/width not set: 3 x 48 x 64 (RGB) from" in caplog.text
