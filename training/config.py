@@ -124,7 +124,7 @@ class TrainConfig(_Section):
     seed: int = Field(0, ge=0)
     threads: int = Field(0, ge=0)  # torch intra-op threads per process; 0 = torch's default
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda|cuda:[0-9]+|mps)$")  # auto: CUDA when available
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast on CUDA; graphs stay float32
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast: bf16 on CUDA or CPU, fp16 on CUDA; graphs float32
 
 
 class CalibrationConfig(_Section):

@@ -1,9 +1,9 @@
 """Where training runs: `--device auto|cpu|cuda|cuda:N|mps`, and mixed precision on CUDA.
 
 `auto` picks CUDA when torch sees a GPU, else the CPU. Under torchrun, `cuda` means
-`cuda:LOCAL_RANK`: one GPU per process. `train.precision = "bf16"` or `"fp16"` runs the
-forward pass under `torch.autocast` (fp16 with a gradient scaler); weights, optimiser
-state, the loss and the exported ONNX graphs stay float32.
+`cuda:LOCAL_RANK`: one GPU per process. `train.precision = "bf16"` (CUDA or CPU) or
+`"fp16"` (CUDA) runs the forward pass under `torch.autocast` (fp16 with a gradient
+scaler); weights, optimiser state, the loss and the exported ONNX graphs stay float32.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def resolve_device(name: str, local_rank: int = 0, local_processes: int = 1) -> 
 
 
 def check_precision(device: torch.device, precision: str) -> None:
-    if precision != "fp32" and device.type != "cuda":
+    """bf16 autocast runs on CUDA and on the CPU; fp16 (with its gradient scaler) only on CUDA."""
+    if (precision == "fp16" and device.type != "cuda") or (precision == "bf16" and device.type not in ("cuda", "cpu")):
         raise DeviceError(f"train.precision={precision} needs a CUDA device; on {device.type} use fp32")
 
 

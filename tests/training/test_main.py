@@ -220,6 +220,41 @@ def test_unwritable_output_exits_2(digits_npz: Path, tmp_path: Path, capsys) -> 
     assert "cannot write there" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--device", "cuda"], "error: --device cuda: torch sees no CUDA device here (torch 2."),
+        (["--device", "cuda:1"], "error: --device cuda:1: torch sees no CUDA device here"),
+        (
+            ["--set", 'train.precision="fp16"', "--device", "cpu"],
+            "error: train.precision=fp16 needs a CUDA device; on cpu use fp32",
+        ),
+        (["--device", "tpu"], "error: train.device: String should match pattern"),
+    ],
+)
+def test_a_device_that_is_not_here_exits_2(digits_npz: Path, tmp_path: Path, capsys, args, message: str) -> None:
+    assert _train(tmp_path / "m" / "1", digits_npz, *args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+def test_bf16_autocast_still_exports_float32_graphs_that_pass_parity(digits_npz: Path, tmp_path: Path) -> None:
+    import onnx
+
+    out = tmp_path / "bf16" / "1"
+    assert _train(out, digits_npz, "--set", 'train.precision="bf16"', epochs=1) == 0  # parity gate passed
+    manifest = load_bundle(out).manifest
+    assert manifest.training.config["train"]["precision"] == "bf16" and "(bf16)" in (out / "MODEL_CARD.md").read_text()
+    half = {onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+    for name in ("encoder.onnx", "decoder.onnx"):
+        graph = onnx.load(out / name).graph
+        assert {t.type.tensor_type.elem_type for t in [*graph.input, *graph.output]} == {onnx.TensorProto.FLOAT}
+        assert not {i.data_type for i in graph.initializer} & half, name  # the weights stayed float32
+        casts = [a.i for node in graph.node if node.op_type == "Cast" for a in node.attribute if a.name == "to"]
+        assert not set(casts) & half, name
+
+
 def test_bad_config_exits_2(digits_npz: Path, tmp_path: Path, capsys) -> None:
     assert _train(tmp_path / "m" / "1", digits_npz, "--set", "model.depth=3") == 2
     assert "error: unknown config key model.depth" in capsys.readouterr().err
