@@ -116,3 +116,10 @@ def test_a_64x64_rgb_folder_trains_to_a_served_bundle(tmp_path: Path) -> None:
         grid = client.get("/v1/samples?n=4&seed=1")
         with Image.open(io.BytesIO(grid.content)) as image:
             assert image.mode == "RGB"
+    # Re-calibration rebuilds the split from the folder's "files" fingerprint, and refuses a changed folder.
+    from training.calibrate import main as calibrate
+
+    bundle = repository / "shapes" / "1"
+    assert manifest.dataset.fingerprint == "files" and calibrate([str(bundle), "--fpr", "0.1", "-q"]) == 0
+    (folder / "00000.png").write_bytes(png_bytes(np.zeros((64, 64, 3), np.uint8)))
+    assert calibrate([str(bundle), "-q"]) == 2
