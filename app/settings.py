@@ -91,10 +91,6 @@ class Settings(BaseSettings):
     @field_validator("ort_providers")
     @classmethod
     def _known_providers(cls, providers: list[str]) -> list[str]:
-        import onnxruntime
+        from model.providers import check_providers  # unknown names fail; missing ones fall back (model/providers.py)
 
-        available = onnxruntime.get_available_providers()
-        unknown = [p for p in providers if p not in available]
-        if unknown or not providers:
-            raise ValueError(f"providers {unknown or providers} are not available here (available: {available})")
-        return providers
+        return check_providers(providers)

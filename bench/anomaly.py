@@ -53,7 +53,7 @@ from model.preprocess import encode_png, heatmap_png
 from model.runtime import RuntimeOptions, ScoreBatch, VAERuntime, batched_scores, combined_scores
 from model.scores import CALIBRATED_SCORES, COMBINED_SCORES, mixture_nll
 from training.calibrate import fit_latent_mixture
-from training.data import bundle_splits
+from training.data import bundle_arrays
 from training.defects import DEFECTS, add_defects
 from training.evaluate import EVALUATED_SCORES
 from training.evaluate import main as evaluate
@@ -72,7 +72,7 @@ TIE = 0.002  # smallest AUROCs this close count as equal; the mean decides
 ONE_CLASS = [  # ~500 images per class: 250 train, 50 validation, 100 calibration, 100 test
     "--data", "mnist", "--epochs", "60", "--latent-dim", "8",
     "--set", "model.channels=[16, 32]", "--set", "model.hidden=[128]",
-    "--set", "train.batch_size=32", "--set", 'train.lr_schedule="cosine"', "--set", "train.augment_shift=1",
+    "--set", "train.batch_size=32", "--set", 'train.lr_schedule="cosine"', "--set", 'train.augment=[{kind="shift"}]',
     "--set", "train.threads=2",
     "--set", "data.test_fraction=0.2", "--set", "data.calibration_fraction=0.2",
     "--set", "data.validation_fraction=0.1",
@@ -95,7 +95,7 @@ def _auroc(normal: F64, anomalous: F64) -> float:
 def _score_seed(seed: int, sets: list[str], n: int) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, Any]]:
     """One seed's work, in its own process: the normal set's and every set's score arrays, and the sets' images."""
     runtime = VAERuntime(load_bundle(SHIPPED), RuntimeOptions(intra_op_threads=1, inter_op_threads=1))
-    test = bundle_splits(runtime.manifest)["test"]
+    test = bundle_arrays(runtime.manifest)["test"]
     started = time.perf_counter()
     normal = batched_scores(runtime, test, K, seed).arrays()
     images = {name: make_set(name, runtime.manifest, test, n, seed) for name in sets}
@@ -108,7 +108,7 @@ class Scored:
     """Scores of the normal set and of some sets of the family, per seed; one process per seed."""
 
     def __init__(self, runtime: VAERuntime, sets: list[str], seeds: tuple[int, ...], n: int) -> None:
-        self.test = bundle_splits(runtime.manifest)["test"]
+        self.test = bundle_arrays(runtime.manifest)["test"]
         self.sets = sets
         self.normal: dict[int, ScoreBatch] = {}
         self.anomalous: dict[tuple[int, str], ScoreBatch] = {}
@@ -147,7 +147,7 @@ def _summary(per_set: dict[str, float]) -> tuple[float, float]:
 def select(seeds: tuple[int, ...], n: int) -> dict[str, Any]:
     """Rank every score and combination on the selection half; write and return the ranking."""
     runtime = VAERuntime(load_bundle(SHIPPED))
-    splits = bundle_splits(runtime.manifest)
+    splits = bundle_arrays(runtime.manifest)
     scored = Scored(runtime, [s.name for s in half("selection")], seeds, n)
     reference = batched_scores(runtime, splits["validation"], K, 0)  # the combination's reference split
     train_means, _ = posterior(runtime, splits["train"])
@@ -318,7 +318,7 @@ def localisation(runtime: VAERuntime, seeds: tuple[int, ...], n: int = 50) -> No
     cal = runtime.manifest.calibration
     assert cal is not None and cal.pixel_threshold is not None
     threshold = cal.pixel_threshold
-    test = bundle_splits(runtime.manifest)["test"]
+    test = bundle_arrays(runtime.manifest)["test"]
     normal = runtime.score(test, K, 0)
     normal_maps = pixel_maps(normal.pixel_nll)
     normal_verdicts = decide(cal, normal.scores).is_anomaly

@@ -168,10 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=OUT, help="where the PNGs go")
     args = p.parse_args(argv)
     from model.bundle import load_bundle
-    from training.data import bundle_splits
+    from training.data import bundle_arrays
 
     manifest = load_bundle(ROOT / "model" / "zoo" / "mnist-vae" / "1").manifest
-    splits = bundle_splits(manifest)
+    splits = bundle_arrays(manifest)
     normal, turned = splits["train"], np.ascontiguousarray(np.rot90(splits["test"], 1, axes=(2, 3)))
     env = without_settings(VAESERVE_DRIFT_INTERVAL_S="2", VAESERVE_LOG_FORMAT="text")
     argv_app = [sys.executable, "-m", "app", "--port", PORT, "--log-level", "warning"]

@@ -163,6 +163,18 @@ def _vm_rss_bytes(pid: int) -> int:
     return int(match.group(1)) * 1024 if match else 0
 
 
+def repo_path(path: Path | str) -> str:
+    """`path` as results files record it: relative to the repository, or under `<tmp>/` for a
+    temporary directory (whose random name is dropped), never this machine's absolute path."""
+    resolved = Path(path).resolve()
+    if resolved.is_relative_to(ROOT):
+        return resolved.relative_to(ROOT).as_posix()
+    temporary = Path(tempfile.gettempdir()).resolve()
+    if resolved.is_relative_to(temporary):
+        return "/".join(["<tmp>", *resolved.relative_to(temporary).parts[1:]])
+    return resolved.name
+
+
 def without_settings(**extra: str) -> dict[str, str]:
     """This process's environment without VAESERVE_* settings, plus `extra`."""
     return {**{k: v for k, v in os.environ.items() if not k.startswith("VAESERVE_")}, **extra}

@@ -32,7 +32,7 @@ from model.bundle import Bundle, Calibration
 from model.decision import decide
 from model.errors import BundleError
 from model.preprocess import to_uint8
-from model.runtime import Graphs, VAERuntime, combined_scores, score_images
+from model.runtime import Graphs, VAERuntime, chunk_size, combined_scores, score_images
 from model.scores import COMBINED_SCORES, SCORE_NAMES
 
 GOLDEN = "golden.json"
@@ -100,7 +100,7 @@ def compute_golden(
     labels, pixels = inputs
     images = pixels.astype(np.float32) / np.float32(255.0)
     mean, log_var = graphs.encode(images)
-    batch = score_images(graphs, images, importance_samples, seed)
+    batch = score_images(graphs, images, importance_samples, seed, chunk_size(int(np.prod(images.shape[1:]))))
     decision = decide(graphs.manifest.calibration, batch.scores)
     verdicts = decision.is_anomaly
     return GoldenSet(

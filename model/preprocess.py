@@ -77,7 +77,8 @@ def to_model_input(
     3. transparency (an alpha channel, a transparent palette entry or colour key) is
        composited over `spec.background`;
     4. the colours are converted to `spec.colour_mode` (grey by ITU-R 601 luma; CIELAB
-       through a colorimetric transform), and the size per `spec.resize`.
+       through a colorimetric transform), and the size per `spec.resize`, after stretching
+       or centre-cropping to the model's aspect ratio (`spec.fit`).
     Embedded ICC profiles are not applied: colours are read as sRGB.
 
     Raises InputError for NaN or infinite pixels, values outside their range and 16-bit
@@ -96,7 +97,8 @@ def to_model_input(
         if spec.resize == "error":
             width, height = image.size
             raise InputError(f"size {width}x{height} differs from the model's {spec.width}x{spec.height}", index)
-        image = image.resize((spec.width, spec.height), _RESAMPLE[spec.resize])
+        size, resample = (spec.width, spec.height), _RESAMPLE[spec.resize]
+        image = ImageOps.fit(image, size, resample) if spec.fit == "center_crop" else image.resize(size, resample)
     pixels = np.asarray(image, dtype=np.float32) / 255.0  # (H, W) or (H, W, C)
     return pixels.reshape(spec.height, spec.width, spec.channels).transpose(2, 0, 1)
 

@@ -25,6 +25,7 @@ from model.bundle import Bundle, Combination, LatentStatistics, LikelihoodSpec, 
 from model.decision import p_values
 from model.errors import BundleError, InputError, NonFiniteOutputError
 from model.preprocess import png_bits
+from model.providers import check_session, select_providers
 from model.scores import COMBINED_SCORES, SCORE_NAMES
 
 F32 = NDArray[np.float32]
@@ -112,6 +113,7 @@ class VAERuntime:
         self.input = self.manifest.input
         self.latent_dim = self.manifest.latent_dim
         self._decoder_output = self.manifest.likelihood.decoder_output
+        self.providers = select_providers(self.options.providers)  # those this installation has, CPU last
         self._encoder = self._session(str(bundle.encoder_path))
         self._decoder = self._session(str(bundle.decoder_path))
         self._check_graphs()
@@ -123,9 +125,11 @@ class VAERuntime:
         opts.graph_optimization_level = _OPTIMIZATION[self.options.graph_optimization]
         opts.enable_cpu_mem_arena = self.options.memory_arena
         try:
-            return ort.InferenceSession(path, opts, providers=list(self.options.providers))
+            session = ort.InferenceSession(path, opts, providers=self.providers)
         except Exception as exc:  # ORT raises its own untyped errors for a bad graph
             raise BundleError(path, f"ONNX Runtime cannot load it ({exc})") from None
+        check_session(session, path, self.providers)
+        return session
 
     def _check_graphs(self) -> None:
         """The graphs must have the names and shapes the manifest promises."""
@@ -286,6 +290,15 @@ def combined_scores(combination: Combination | None, scores: Mapping[str, F64]) 
     statistics = {"fisher": S.fisher_statistic(p), "tippett": S.tippett_statistic(p)}
     missing = np.isnan(components).any(axis=-1)
     return {name: np.where(missing, np.nan, statistics[name]) for name in COMBINED_SCORES}
+
+
+CHUNK_VALUES = 2**19  # pixel values scored per call, so memory is bounded (64 MNIST digits, 2 RGB 256x256 images)
+
+
+def chunk_size(dims: int) -> int:
+    """Images per chunk (1 to 64) for images of `dims` values each: the rows of one ONNX Runtime
+    decode call, or the images read and scored at a time, whatever the image size."""
+    return max(1, min(64, CHUNK_VALUES // dims))
 
 
 def score_images(graphs: Graphs, images: F32, importance_samples: int, seed: int, decode_chunk: int = 64) -> ScoreBatch:

@@ -36,8 +36,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from model.bundle import InputSpec, Manifest
 from model.preprocess import decode_image
-from training.data import DataError
 from training.defects import add_defects
+from training.sources import DataError
 
 F32 = NDArray[np.float32]
 U8 = NDArray[np.uint8]

@@ -65,8 +65,9 @@ from training import report
 from training.anomaly_sets import OOD_SETS, load_set
 from training.calibrate import Calibrated, calibrate_bundle, split_metrics
 from training.config import CalibrationConfig, ConfigError
-from training.data import DataError, bundle_splits
+from training.data import bundle_splits
 from training.evaluate import evaluate
+from training.sources import DataError, ImageSplit
 
 log = logging.getLogger("training.quantize")  # not __name__: that is "__main__" under python -m
 
@@ -193,7 +194,7 @@ class Measured:
 
 def measure(runtime: VAERuntime, inputs: GateInputs) -> Measured:
     """Test negative ELBO and IWAE NLL (nats), and AUROC per OOD set and calibrated score."""
-    test = split_metrics(runtime, inputs.test, "test", inputs.test_k, inputs.seed)
+    test = split_metrics(runtime, ImageSplit.of(inputs.test), "test", inputs.test_k, inputs.seed)
     normal = batched_scores(runtime, inputs.normal, inputs.score_k, inputs.seed)
     anomalies = {name: batched_scores(runtime, x, inputs.score_k, inputs.seed) for name, x in inputs.ood.items()}
     gate = {"test neg_elbo": test.neg_elbo, "test iwae_nll": test.iwae_nll}
@@ -240,7 +241,8 @@ def quantize_bundle(
         raise BundleError(str(path), "is already a quantised bundle; quantise its float parent instead")
     check_output_dir(out, force=force)
     version = out.name if out.name.isdigit() else str(int(pm.version) + 1)
-    splits = bundle_splits(pm)
+    streamed = bundle_splits(pm)
+    splits = {name: split.array() for name, split in streamed.items()}
     inputs = gate_inputs(parent, splits["test"], options)
     calibration_images = splits["calibration"]
     float_runtime = VAERuntime(parent, RuntimeOptions())
@@ -260,7 +262,7 @@ def quantize_bundle(
         # before the gate: the latent and combined scores of the int8 encoder are meant against
         # its own latents, as they will be served.
         golden = GoldenInfo(file=GOLDEN, images=0, computed_by="onnx")
-        done = calibrate_bundle(VAERuntime(load_bundle(draft.path)), splits, _calibration_config(pm), golden)
+        done = calibrate_bundle(VAERuntime(load_bundle(draft.path)), streamed, _calibration_config(pm), golden)
         int8_runtime, calibration = done.runtime, done.manifest.calibration
         assert calibration is not None
         log.info("quality gate: test metrics with K=%d, OOD AUROCs with K=%d", inputs.test_k, inputs.score_k)
@@ -271,7 +273,7 @@ def quantize_bundle(
             raise QualityGateError(failed)
         validation_k = next((s.importance_samples for s in pm.metrics if s.split == "validation"), inputs.score_k)
         metrics = [
-            split_metrics(int8_runtime, splits["validation"], "validation", validation_k, inputs.seed),
+            split_metrics(int8_runtime, streamed["validation"], "validation", validation_k, inputs.seed),
             int8_measured.test,
         ]
         quantization = Quantization(

@@ -158,6 +158,9 @@ class InputSpec(_Out):
     colour_mode: str = Field(examples=["L"])
     value_range: tuple[float, float] = Field(examples=[(0.0, 1.0)])
     resize: str = Field(examples=["bilinear"], description="how images of another size are resized")
+    fit: str = Field(
+        examples=["stretch"], description="another aspect ratio: stretch, or center_crop (keep the centre)"
+    )
     background: list[float] = Field(
         examples=[[0.0]], description="what transparent pixels show: one grey value, or one per channel"
     )

@@ -13,7 +13,7 @@ from model.decision import decide, threshold_at_fpr
 from model.localise import OVERLAY_OPACITY, anomaly_masks, overlay, overlay_png, pixel_maps, pixel_threshold
 from model.preprocess import COLORMAP
 from model.runtime import VAERuntime, batched_scores
-from training.data import bundle_splits
+from training.data import bundle_arrays
 
 
 def test_pixel_maps_sum_the_channels() -> None:
@@ -58,14 +58,14 @@ def runtime(bundle: Bundle) -> VAERuntime:
 
 def test_the_calibration_holds_the_pixel_threshold_of_its_split(runtime: VAERuntime) -> None:
     cal = runtime.manifest.calibration
-    images = bundle_splits(runtime.manifest)["calibration"]
+    images = bundle_arrays(runtime.manifest)["calibration"]
     scores = batched_scores(runtime, images, cal.importance_samples, cal.seed)
     assert cal.pixel_threshold == pytest.approx(pixel_threshold(pixel_maps(scores.pixel_nll), cal.false_positive_rate))
 
 
 def test_normal_maps_are_quiet_and_a_bright_square_lights_up(runtime: VAERuntime) -> None:
     cal = runtime.manifest.calibration
-    test = bundle_splits(runtime.manifest)["test"][:40]
+    test = bundle_arrays(runtime.manifest)["test"][:40]
     normal = runtime.score(test, 4, 0)
     maps = pixel_maps(normal.pixel_nll)
     assert (maps > cal.pixel_threshold).any(axis=(1, 2)).mean() <= 0.1  # calibrated at 1 %, on other images

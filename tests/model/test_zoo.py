@@ -12,7 +12,7 @@ from model.golden import verify_golden
 from model.runtime import RuntimeOptions, VAERuntime, batched_scores
 from model.scores import CALIBRATED_SCORES, DEFAULT_COMBINATION, DEFAULT_MIXTURE_COMPONENTS, DEFAULT_SCORE
 from training.config import DataConfig
-from training.data import load_dataset
+from training.formats import open_source
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +31,13 @@ def test_quality_bar(shipped: VAERuntime) -> None:
 
 def test_calibrated_on_real_digits_and_flags_noise(shipped: VAERuntime) -> None:
     manifest = shipped.manifest
-    dataset = load_dataset(DataConfig())
+    dataset = open_source(DataConfig())
     assert dataset.fingerprint() == manifest.dataset.sha256  # the same data the manifest names
     counts = manifest.dataset.split.counts
     perm = np.random.default_rng(manifest.dataset.split.seed).permutation(manifest.dataset.rows)
     test_rows = perm[: counts["test"]][:200]
     cal = manifest.calibration
-    scores = batched_scores(shipped, dataset.images[test_rows], cal.importance_samples, cal.seed)
+    scores = batched_scores(shipped, dataset.read(test_rows), cal.importance_samples, cal.seed)
     flagged = np.mean(scores[cal.score] > cal.threshold)
     assert flagged <= 0.05  # calibrated at 1 %; 200 held-out digits leave room for chance
     assert np.median(scores["mse"]) < 0.02  # reconstructions are close

@@ -33,10 +33,10 @@ def traffic() -> tuple[np.ndarray, np.ndarray]:
     bound of 2.33 % at a 1 % calibrated rate; on its training split it flags 1.0 %.
     """
     pytest.importorskip("torch")  # training.data rebuilds the bundle's splits
-    from training.data import bundle_splits
+    from training.data import bundle_arrays
 
     manifest, test = shipped_test_split()
-    return bundle_splits(manifest)["train"][:WINDOW], rotated(test)
+    return bundle_arrays(manifest)["train"][:WINDOW], rotated(test)
 
 
 @pytest.fixture(scope="module")

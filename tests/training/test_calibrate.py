@@ -15,7 +15,7 @@ from model.golden import verify_golden
 from model.runtime import VAERuntime, batched_scores
 from model.scores import CALIBRATED_SCORES, DEFAULT_COMBINATION, DEFAULT_MIXTURE_COMPONENTS
 from training.calibrate import main
-from training.data import bundle_splits
+from training.data import bundle_arrays
 
 
 def test_training_calibrates_every_decision_score(bundle: Bundle) -> None:
@@ -31,7 +31,7 @@ def test_the_combination_pools_p_values_against_the_validation_split(bundle: Bun
     cal = bundle.manifest.calibration
     combination = cal.combination
     assert combination.scores == list(DEFAULT_COMBINATION) and combination.split == "validation"
-    splits = bundle_splits(bundle.manifest)
+    splits = bundle_arrays(bundle.manifest)
     runtime = VAERuntime(bundle)
     reference = batched_scores(runtime, splits["validation"], cal.importance_samples, cal.seed)
     assert combination.split_size == len(splits["validation"])
@@ -52,7 +52,7 @@ def test_the_latent_mixture_is_scikit_learns_on_the_training_split(bundle: Bundl
     from sklearn.mixture import GaussianMixture
 
     mixture = bundle.manifest.latents.mixture
-    splits = bundle_splits(bundle.manifest)
+    splits = bundle_arrays(bundle.manifest)
     runtime = VAERuntime(bundle)
     means, _ = runtime.encode(splits["train"])
     components = min(DEFAULT_MIXTURE_COMPONENTS, len(means) // 10)
@@ -105,7 +105,10 @@ def test_recalibrate_with_another_combination_and_mixture(bundle: Bundle, tmp_pa
     [
         (["--fpr", "1.5"], "error: --fpr must be in (0, 1), got 1.5"),
         (["--importance-samples", "0"], "error: --importance-samples must be >= 1, got 0"),
-        (["--mixture-components", "0"], "error: calibration.mixture_components must be >= 1, got 0"),
+        (
+            ["--mixture-components", "0"],
+            "error: calibration.mixture_components: Input should be greater than or equal to 1, got 0",
+        ),
         (
             ["--combine", "mse", "mse"],
             "error: calibration.combine must name distinct scores of ['neg_elbo', 'iwae_nll', "

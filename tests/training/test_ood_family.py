@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from model.bundle import Bundle
-from training.data import DataError, bundle_splits
+from training.data import DataError, bundle_arrays
 from training.defects import DEFECTS, MASK_CHANGE, MIN_PIXELS, add_defects
 from training.ood_family import FAMILY, half, make_set
 
@@ -23,7 +23,7 @@ def test_the_halves_are_fixed_disjoint_and_hold_every_kind() -> None:
 
 @pytest.mark.parametrize("name", [s.name for s in FAMILY])
 def test_every_set_is_seeded_model_input(bundle: Bundle, name: str) -> None:
-    normal = bundle_splits(bundle.manifest)["test"]
+    normal = bundle_arrays(bundle.manifest)["test"]
     images = make_set(name, bundle.manifest, normal, 6, seed=4)
     assert images.shape == (6, 1, 28, 28) and images.dtype == np.float32
     assert images.min() >= 0.0 and images.max() <= 1.0
