@@ -17,6 +17,7 @@ from types import FrameType
 import uvicorn
 from pydantic import ValidationError
 
+from app import tracing
 from app.logs import log_config
 from app.main import create_app
 from app.serving.registry import ModelRegistry
@@ -50,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         for error in exc.errors():
             print(f"error: setting {'.'.join(map(str, error['loc']))}: {error['msg']}", file=sys.stderr)
+        return 2
+    try:
+        tracing.exporter_names()
+    except tracing.TracingConfigError as exc:
+        print(f"error: tracing: {exc}", file=sys.stderr)
         return 2
     try:  # load before uvicorn starts: a broken bundle is one clear line and exit 3, not a traceback
         registry = ModelRegistry.load(settings)

@@ -163,6 +163,7 @@ class ErrorRenderers:
     def respond(self, request: Request, exc: Exception) -> Response:
         """The answer to `exc` raised while answering `request`; unexpected ones are logged."""
         error = as_service_error(exc)
+        request.state.problem = error.slug  # app/api/middleware.py counts refused inputs by it
         if error.slug == "internal":
             log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return self.for_path(request.url.path)(error)

@@ -11,22 +11,30 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
-from app.api import admin, health, latent_space, metrics, playground, v1, v2
+from app import tracing
+from app.api import admin, health, latent_space, metrics, monitoring, playground, v1, v2
 from app.api.hot_paths import HotPaths
 from app.api.middleware import RequestMiddleware
+from app.api.responses import add_security, problem_validation_errors
 from app.api.security import require_api_key
 from app.errors import ErrorRenderers, install_handlers
 from app.metrics import ServiceMetrics
+from app.monitoring.schedule import DriftSchedule
 from app.serving.operations import Operations
 from app.serving.registry import ModelRegistry, reload_registry
 from app.settings import Settings
 from model.errors import BundleError
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger("app")
 
@@ -38,8 +46,15 @@ def _version() -> str:
         return "0+unknown"
 
 
-def create_app(settings: Settings | None = None, registry: ModelRegistry | None = None) -> FastAPI:
-    """Build the app; its lifespan loads (unless given `registry`), verifies and warms up every model."""
+def create_app(
+    settings: Settings | None = None,
+    registry: ModelRegistry | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> FastAPI:
+    """Build the app; its lifespan loads (unless given `registry`), verifies and warms up every model.
+
+    Requests are traced with `tracer_provider`, else as the OTEL_* variables say (app/tracing.py: off by default).
+    """
     settings = settings or Settings()
     preloaded = registry
 
@@ -52,11 +67,15 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
             raise
         await run_in_threadpool(registry.warm_up)
         registry.start_batching(settings, app.state.metrics)
+        registry.start_monitoring(settings)
         app.state.registry = registry
+        drift = _drift_schedule(app, settings)
         _reload_on_sighup(app, settings)
         log.info("ready: %s (default %s)", ", ".join(m.key for m in registry.all()), registry.default.key)
         yield
         serving, app.state.registry = app.state.registry, None
+        if drift is not None:
+            await run_in_threadpool(drift.stop)
         await serving.stop_batching()
 
     # /docs and /redoc with Swagger UI and ReDoc served from the fastapi-offline package, not
@@ -80,6 +99,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         (metrics.router, not settings.metrics_need_key),
         (v1.router, False),
         (latent_space.router, False),
+        (monitoring.router, False),
         (v2.health_router, True),
         (v2.router, False),
         (admin.router, False),
@@ -93,9 +113,36 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"])  # fmt: skip
+    keyed = {(r.path, m.lower()) for router, is_open in routers if not is_open
+             for r in router.routes if isinstance(r, APIRoute) for m in r.methods or ()}  # fmt: skip
+    _finish_openapi(app, keyed if settings.api_keys else set())
     if settings.playground:
         playground.mount(app)  # static files only: the page asks the API above, with the user's key
+    provider = tracer_provider or tracing.provider_from_environment()
+    if provider is not None:
+        tracing.install(app, provider)
     return app
+
+
+def _finish_openapi(app: FastAPI, keyed: set[tuple[str, str]]) -> None:
+    """FastAPI's schema, with its validation 422 in our problem form and the key schemes where keys are asked."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_security(problem_validation_errors(generate()), keyed)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _drift_schedule(app: FastAPI, settings: Settings) -> DriftSchedule | None:
+    """Drift reports of whatever models serve at each tick, unless monitoring or drift is off."""
+    if not settings.monitoring or settings.drift_interval_s == 0:
+        return None
+    schedule = DriftSchedule(app.state.metrics.monitors, settings.drift_interval_s)
+    schedule.start()
+    return schedule
 
 
 def _reload_on_sighup(app: FastAPI, settings: Settings) -> None:

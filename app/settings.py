@@ -41,6 +41,11 @@ class Settings(BaseSettings):
 
     api_keys: Annotated[list[str], NoDecode] = []  # empty: no authentication; comma-separated or JSON
     metrics_need_key: bool = False  # whether /metrics asks for a key too (health never does)
+    # Model monitoring (docs/monitoring.md): score histograms, anomaly rate, latent drift.
+    monitoring: bool = True  # off: no per-model metrics, no /v1/models/{name}/monitoring, no drift
+    anomaly_rate_window: int = Field(500, ge=1)  # the last N scored images the anomaly rate covers
+    drift_window: int = Field(500, ge=2)  # the last N posterior means a drift report tests
+    drift_interval_s: float = Field(60.0, ge=0)  # seconds between drift reports, off the request path; 0: no drift
     admin_enabled: bool = True  # POST /v1/admin/reload; it always needs a key, so it is off without keys
     cors_origins: Annotated[list[str], NoDecode] = []  # empty: no CORS headers at all
     request_timeout_s: float = Field(30.0, gt=0)  # a request still unanswered after this gets 504
@@ -87,10 +92,6 @@ class Settings(BaseSettings):
     @field_validator("ort_providers")
     @classmethod
     def _known_providers(cls, providers: list[str]) -> list[str]:
-        import onnxruntime
+        from model.providers import check_providers  # unknown names fail; missing ones fall back (model/providers.py)
 
-        available = onnxruntime.get_available_providers()
-        unknown = [p for p in providers if p not in available]
-        if unknown or not providers:
-            raise ValueError(f"providers {unknown or providers} are not available here (available: {available})")
-        return providers
+        return check_providers(providers)

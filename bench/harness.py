@@ -148,6 +148,12 @@ def rss_bytes(root: int) -> int:
     return sum(_vm_rss_bytes(pid) for pid in [root, *descendants(root)])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid`, all its threads, from /proc/<pid>/stat (fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _vm_rss_bytes(pid: int) -> int:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
@@ -155,6 +161,18 @@ def _vm_rss_bytes(pid: int) -> int:
         return 0
     match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
     return int(match.group(1)) * 1024 if match else 0
+
+
+def repo_path(path: Path | str) -> str:
+    """`path` as results files record it: relative to the repository, or under `<tmp>/` for a
+    temporary directory (whose random name is dropped), never this machine's absolute path."""
+    resolved = Path(path).resolve()
+    if resolved.is_relative_to(ROOT):
+        return resolved.relative_to(ROOT).as_posix()
+    temporary = Path(tempfile.gettempdir()).resolve()
+    if resolved.is_relative_to(temporary):
+        return "/".join(["<tmp>", *resolved.relative_to(temporary).parts[1:]])
+    return resolved.name
 
 
 def without_settings(**extra: str) -> dict[str, str]:

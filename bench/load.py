@@ -47,7 +47,7 @@ import numpy as np
 import onnxruntime
 from PIL import Image
 
-from bench.harness import PORT, ROOT, Live, rss_bytes, serve, without_settings
+from bench.harness import PORT, ROOT, Live, repo_path, rss_bytes, serve, without_settings
 from model.bundle import InputSpec, Manifest, list_repository, load_bundle
 from model.runtime import RuntimeOptions, VAERuntime
 
@@ -306,7 +306,7 @@ class ModelResult:
         return {
             "model": self.manifest.name,
             "version": self.manifest.version,
-            "bundle": str(self.bundle),
+            "bundle": repo_path(self.bundle),
             "input": self.manifest.input.model_dump(),
             "latent_dim": self.manifest.latent_dim,
             "servers": {
@@ -556,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine_at_start": at_start,
         "machine_at_end": machine(),
         "options": {"duration_s": args.duration, "concurrencies": concurrencies, "server_core": SERVER_CORE},
-        "cold_start_s": {"bundle": str(bundles[0]), "samples": cold, "median": statistics.median(cold)},
+        "cold_start_s": {"bundle": repo_path(bundles[0]), "samples": cold, "median": statistics.median(cold)},
         "models": [m.to_json() | {"ratios": ratios(m, top)} for m in models],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

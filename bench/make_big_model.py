@@ -28,21 +28,20 @@ BIG = RunConfig(
     name=NAME,
     model=ModelConfig(arch="conv", channels=[32, 64, 128, 256], hidden=[512], latent_dim=64),
     data=DataConfig(channels=3, height=64, width=64),
-).validate()
+)
 
 
 def make_bundle(out: Path, *, force: bool = False) -> Path:
     """Export the random-weight model and write it as a bundle at `out`; return `out`."""
     torch.manual_seed(0)
     model = VAE(BIG.model, BIG.data)
-    data = BIG.data
-    graphs = export_graphs(model, torch.rand(16, data.channels, data.height, data.width))
+    graphs = export_graphs(model, torch.rand(16, 3, 64, 64))
     manifest = Manifest(
         name=NAME,
         version="1",
         created=datetime.now(UTC),
         description="64x64 RGB conv VAE with random weights, for load benchmarks",
-        input=InputSpec(channels=data.channels, height=data.height, width=data.width, colour_mode="RGB"),
+        input=InputSpec(channels=3, height=64, width=64, colour_mode="RGB"),
         latent_dim=BIG.model.latent_dim,
         likelihood=LikelihoodSpec(kind=BIG.model.likelihood),
         onnx_opset=graphs.opset,

@@ -48,7 +48,7 @@ def torch_forward(bundle: Bundle) -> Forward:
     }
     manifest = bundle.manifest
     if manifest.training is not None:
-        config = RunConfig.from_dict(manifest.training.config)
+        config = RunConfig.from_stored(manifest.training.config)
     elif manifest.name in fixed:
         config = fixed[manifest.name]
     else:

@@ -57,7 +57,7 @@ import onnxruntime
 import PIL
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.harness import PORT, ROOT, Live, free_port, without_settings
+from bench.harness import PORT, ROOT, Live, free_port, repo_path, without_settings
 from bench.load import (
     BOUNDARY,
     HEY_CORE,
@@ -476,7 +476,7 @@ class ModelResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model.title,
-            "bundle": str(self.model.bundle),
+            "bundle": repo_path(self.model.bundle),
             "encoder_sha256": self.model.manifest.files["encoder.onnx"].sha256,
             "in_process_ort_images_per_s_batch_64": self.ort_images_per_s,
             "one_core_bound_req_per_s": self.bound(),

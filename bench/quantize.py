@@ -35,11 +35,11 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from bench.harness import ROOT
+from bench.harness import ROOT, repo_path
 from bench.load import SERVER_CORE, pinned
 from model.bundle import Bundle, load_bundle, write_bundle
 from model.runtime import RuntimeOptions, VAERuntime
-from training.data import bundle_splits
+from training.data import bundle_arrays
 from training.quantize import (
     GRAPH_INPUTS,
     Graph,
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             seed = 0
         else:
             bundle = load_bundle(args.bundle)
-            splits = bundle_splits(bundle.manifest)
+            splits = bundle_arrays(bundle.manifest)
             calibration, test = splits["calibration"], splits["test"]
             options = QuantizeOptions(test_importance_samples=args.importance_samples, ood_limit=args.limit)
             inputs = gate_inputs(bundle, test, options)
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     print_report(vs)
     doc: dict[str, Any] = {
         "command": "python -m bench.quantize " + " ".join(sys.argv[1:] if argv is None else argv),
-        "bundle": "bench/make_big_model.py" if args.big else str(args.bundle),
+        "bundle": "bench/make_big_model.py" if args.big else repo_path(args.bundle),
         "onnxruntime": ort.__version__,
         "importance_samples": None if args.big else args.importance_samples,
         "ood_limit": None if args.big else args.limit,

@@ -29,6 +29,7 @@ from typing import Any
 import httpx2 as httpx
 import numpy as np
 
+from bench.harness import repo_path
 from bench.load import BATCH, Body, hey, npy_batch, parse_hey, random_png, running, vaeserve
 from model.bundle import InputSpec, load_bundle
 
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['p50_ms']:8.2f} {r['ratio_to_v1']:6.2f}{flag}")  # fmt: skip
     if args.out:
         meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.machine(),
-                "seconds": args.seconds, "bundle": str(args.bundle)}  # fmt: skip
+                "seconds": args.seconds, "bundle": repo_path(args.bundle)}  # fmt: skip
         args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     return 1 if any(r["failed"] for r in rows) else 0
 

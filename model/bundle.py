@@ -47,6 +47,7 @@ class InputSpec(_Schema):
     colour_mode: Literal["L", "RGB"]
     value_range: tuple[float, float] = (0.0, 1.0)
     resize: Literal["error", "bilinear", "nearest"] = "bilinear"
+    fit: Literal["stretch", "center_crop"] = "stretch"  # another aspect ratio: stretched, or its centre cropped
     # What transparent pixels show: images with alpha (or a transparent palette entry or
     # colour key) are composited over it before conversion. One grey value for every
     # channel, or one per channel, in value_range; black for models trained on light
@@ -60,7 +61,8 @@ class InputSpec(_Schema):
         low, high = self.value_range
         if len(self.background) not in (1, self.channels) or not all(low <= v <= high for v in self.background):
             raise ValueError(
-                f"background {list(self.background)} must be 1 or {self.channels} values in [{low}, {high}]"
+                f"background {list(self.background)} must be one value, or one per channel ({self.channels}), "
+                f"each in the value range [{low}, {high}]"
             )
         return self
 
@@ -97,8 +99,11 @@ class SplitSpec(_Schema):
 class DatasetInfo(_Schema):
     source: str
     rows: int  # after the label filter
-    labels: list[int] | None
-    sha256: str  # of the float32 [N, C, H, W] array the split was drawn from
+    labels: list[int | str] | None  # label values, or class names for folders and lists
+    sha256: str  # identifies the rows the split was drawn from, as `fingerprint` says
+    # "array": sha256 of the rows as one float32 [N, C, H, W] array; "files": sha256 of the
+    # lines "<sha256 of the file>  <relative path>\n" in row order (docs/training.md)
+    fingerprint: Literal["array", "files"] = "array"
     split: SplitSpec
 
 
@@ -110,6 +115,8 @@ class TrainingInfo(_Schema):
     parameters: int
     wall_seconds: float
     library_versions: dict[str, str]
+    device: str = "cpu"  # where it trained, e.g. "cuda:0 (NVIDIA H100 80GB HBM3)"
+    world_size: int = 1  # training processes (torchrun), each with its share of every batch
 
 
 class SplitMetrics(_Schema):
@@ -125,6 +132,21 @@ class SplitMetrics(_Schema):
     bits_per_dim: float  # of iwae_nll
 
 
+class Combination(_Schema):
+    """How the combined scores (`fisher`, `tippett`) pool other scores' conformal p-values.
+
+    Each component's p-value is taken against `reference`, the sorted scores of another
+    held-out split than the calibration split: the combined score is then a fixed function
+    of the image, and its own calibration scores give exactly valid p-values and thresholds
+    however dependent its components are (docs/anomaly.md, "Combining scores").
+    """
+
+    scores: list[str]  # the components, calibrated scores that are not combined themselves
+    split: str  # where `reference` comes from ("validation")
+    split_size: int
+    reference: dict[str, list[float]]  # sorted ascending, per component
+
+
 class Calibration(_Schema):
     """Scores of held-out normal images, for thresholds and p-values."""
 
@@ -135,6 +157,26 @@ class Calibration(_Schema):
     importance_samples: int
     seed: int
     scores: dict[str, list[float]]  # sorted ascending, per score name
+    combination: Combination | None = None
+    # The heatmap's threshold, nats per pixel: the (1 - false_positive_rate) quantile, over the
+    # calibration images, of each image's largest -log p(x_i | z = posterior mean) summed over
+    # channels (model/localise.py). At most that rate of normal images show a pixel above it.
+    pixel_threshold: float | None = None
+    # 1 / (split_size + 1): the smallest p-value, so the lowest false-positive rate a
+    # threshold can be set at; above false_positive_rate, the split was too small for it.
+    smallest_p_value: float | None = None
+
+
+class LatentMixture(_Schema):
+    """A Gaussian mixture with full covariances fitted to the training split's posterior means
+    (scikit-learn's GaussianMixture, at training or re-calibration): the density of the
+    aggregate posterior that the `latent_nll` score uses."""
+
+    weights: list[float]  # (M,)
+    means: list[list[float]]  # (M, D)
+    precisions_cholesky: list[list[list[float]]]  # (M, D, D): L with L L^T = the inverse covariance
+    reg_covar: float  # added to each covariance's diagonal when fitting
+    seed: int
 
 
 class LatentStatistics(_Schema):
@@ -154,6 +196,16 @@ class LatentStatistics(_Schema):
     kl: list[float]  # (D,) mean KL(q(z_d|x) || N(0, 1)) per dimension, nats
     covariance: list[list[float]]  # (D, D) of the posterior means
     reference: list[list[float]]  # (M, D) posterior means of M images drawn with `seed`
+    mixture: LatentMixture | None = None
+
+
+class GoldenInfo(_Schema):
+    """The bundle's golden set (model/golden.py): inputs with the outputs they must give."""
+
+    file: str  # in `files`, so its checksum is verified like the graphs'
+    images: int
+    computed_by: Literal["torch+onnx", "onnx"]  # "onnx": written without the torch model (re-calibration)
+    torch_onnx_max_abs_diff: dict[str, float] | None = None  # latents and scores, when torch was there
 
 
 class ParentRef(_Schema):
@@ -212,6 +264,7 @@ class Manifest(_Schema):
     calibration: Calibration | None = None
     latents: LatentStatistics | None = None
     quantization: Quantization | None = None  # set when this bundle is an int8 variant of another
+    golden: GoldenInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -297,9 +350,15 @@ def check_output_dir(out_dir: Path, *, force: bool) -> None:
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
         what = "already holds a bundle" if (out_dir / MANIFEST).exists() else "is not empty"
         raise BundleError(str(out_dir), f"{what}; pass --force to replace it")
-    try:  # probe by writing: permission bits say nothing about read-only mounts or root
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir.parent):
+    # Probe by writing where the bundle's folders will be made (the nearest existing one),
+    # creating nothing: permission bits say nothing about read-only mounts or root.
+    existing = out_dir.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "Not a directory")
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
         raise BundleError(str(out_dir), f"cannot write there ({exc.strerror})") from None

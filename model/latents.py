@@ -10,6 +10,8 @@ with statistics of exactly the encoder it serves.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -17,25 +19,32 @@ from model.bundle import LatentStatistics
 from model.runtime import VAERuntime
 
 F32 = NDArray[np.float32]
+F64 = NDArray[np.float64]
 
 ACTIVE_VARIANCE = 0.01  # Burda et al. (2016), §5.2: Cov_x(E_q[z_d|x]) above this is an active unit
 
 
 def latent_statistics(
     runtime: VAERuntime,
-    images: F32,
+    images: F32 | Iterable[F32],
     *,
     split: str = "train",
     reference_size: int = 500,
     seed: int = 0,
     batch: int = 256,
 ) -> LatentStatistics:
-    """Moments, per-dimension KL and a seeded reference sample of the posterior means of `images` (N, C, H, W)."""
-    if len(images) < 2:
-        raise ValueError(f"latent statistics need at least 2 images, got {len(images)}")
-    parts = [runtime.encode(images[i : i + batch]) for i in range(0, len(images), batch)]
-    mean = np.concatenate([m for m, _ in parts]).astype(np.float64)  # (N, D)
-    log_var = np.concatenate([v for _, v in parts]).astype(np.float64)  # (N, D)
+    """Moments, per-dimension KL and a seeded reference sample of the posterior means of `images`
+    (N, C, H, W), or of an iterable of such chunks (a split streamed from disk)."""
+    mean, log_var = posterior(runtime, images, batch)
+    return posterior_statistics(mean, log_var, split=split, reference_size=reference_size, seed=seed)
+
+
+def posterior_statistics(
+    mean: F64, log_var: F64, *, split: str = "train", reference_size: int = 500, seed: int = 0
+) -> LatentStatistics:
+    """LatentStatistics of posterior means and log-variances (N, D) already computed."""
+    if len(mean) < 2:
+        raise ValueError(f"latent statistics need at least 2 images, got {len(mean)}")
     kl = -0.5 * (1.0 + log_var - mean**2 - np.exp(log_var))  # (N, D), Kingma & Welling 2014, Appendix B
     rows = np.random.default_rng(seed).permutation(len(mean))[:reference_size]
     return LatentStatistics(
@@ -48,6 +57,17 @@ def latent_statistics(
         covariance=np.atleast_2d(np.cov(mean, rowvar=False)).tolist(),
         reference=mean[np.sort(rows)].tolist(),
     )
+
+
+def posterior(runtime: VAERuntime, images: F32 | Iterable[F32], batch: int = 256) -> tuple[F64, F64]:
+    """The encoder's mean and log-variance (N, D) of `images` (N, C, H, W), or of an iterable of
+    such chunks, in batches of `batch`, as float64."""
+    chunks = (images[i : i + batch] for i in range(0, len(images), batch)) if isinstance(images, np.ndarray) else images
+    parts = [runtime.encode(chunk) for chunk in chunks]
+    if not parts:
+        raise ValueError("no images to encode")
+    mean = np.concatenate([m for m, _ in parts]).astype(np.float64)
+    return mean, np.concatenate([v for _, v in parts]).astype(np.float64)
 
 
 def active_dimensions(stats: LatentStatistics, threshold: float = ACTIVE_VARIANCE) -> list[int]:

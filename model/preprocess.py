@@ -154,7 +154,8 @@ def to_model_input(
     3. transparency (an alpha channel, a transparent palette entry or colour key) is
        composited over `spec.background`;
     4. the colours are converted to `spec.colour_mode` (grey by ITU-R 601 luma; CIELAB
-       through a colorimetric transform), and the size per `spec.resize`.
+       through a colorimetric transform), and the size per `spec.resize`, after stretching
+       or centre-cropping to the model's aspect ratio (`spec.fit`).
     Embedded ICC profiles are not applied: colours are read as sRGB.
 
     Raises InputError for NaN or infinite pixels, values outside their range and 16-bit
@@ -173,7 +174,8 @@ def to_model_input(
         if spec.resize == "error":
             width, height = image.size
             raise InputError(f"size {width}x{height} differs from the model's {spec.width}x{spec.height}", index)
-        image = image.resize((spec.width, spec.height), _RESAMPLE[spec.resize])
+        size, resample = (spec.width, spec.height), _RESAMPLE[spec.resize]
+        image = ImageOps.fit(image, size, resample) if spec.fit == "center_crop" else image.resize(size, resample)
     pixels = np.asarray(image, dtype=np.float32) / 255.0  # (H, W) or (H, W, C)
     return pixels.reshape(spec.height, spec.width, spec.channels).transpose(2, 0, 1)
 
@@ -400,7 +402,7 @@ def png_bits(images: NDArray[np.floating]) -> NDArray[np.float64]:
 # A perceptually ordered dark-to-bright colour scale (anchors of matplotlib's "inferno"),
 # interpolated to 256 entries, so heatmaps need no plotting library in the serving path.
 _ANCHORS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float64)
-_COLORMAP = (
+COLORMAP = (
     np.stack(
         [np.interp(np.linspace(0.0, 1.0, 256), np.linspace(0.0, 1.0, len(_ANCHORS)), _ANCHORS[:, c]) for c in range(3)],
         axis=-1,
@@ -422,7 +424,7 @@ def heatmap_png(values: NDArray[np.floating], vmax: float | None = None) -> byte
     low = min(float(grid.min()), 0.0)  # a Gaussian's per-pixel NLL can be negative
     top = (float(grid.max()) if vmax is None else vmax) - low
     scaled = np.clip((grid - low) / top, 0.0, 1.0) if top > 0 else np.zeros_like(grid)
-    rgb = _COLORMAP[np.round(scaled * 255.0).astype(np.intp)]  # (H, W, 3)
+    rgb = COLORMAP[np.round(scaled * 255.0).astype(np.intp)]  # (H, W, 3)
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="PNG")
     return buffer.getvalue()

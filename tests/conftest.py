@@ -66,7 +66,10 @@ def quantized(tmp_path_factory: pytest.TempPathFactory, bundle: Bundle) -> Bundl
 
     root = tmp_path_factory.mktemp("int8")
     shutil.copytree(bundle.path, root / "digits" / "1")
-    assert main([str(root / "digits" / "1"), "--graphs", "both", "-q"]) == 0
+    # A 2-epoch model on 300 digits: its AUROCs on the small built-in sets move by more than the
+    # default 0.005 under int8; the gate's own tolerances are tested in tests/training/test_quantize.py.
+    lenient = ["--max-auroc-change", "0.1", "--max-nll-change", "5"]
+    assert main([str(root / "digits" / "1"), "--graphs", "both", "-q", *lenient]) == 0
     return load_bundle(root / "digits" / "2")
 
 

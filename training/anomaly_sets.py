@@ -15,6 +15,8 @@ made from the built-in digits, numpy, Pillow's own font and scikit-learn's 8x8 d
                           whose glyphs look like digits
     builtin:digits8x8     scikit-learn's 8x8 digits, upscaled to the input size by the
                           service's own preprocessing (bilinear), as an 8x8 upload would be
+    family:<set>          a set of the OOD family in training/ood_family.py (its selection
+                          and report halves), e.g. family:letters-serif
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from PIL import Image, ImageDraw, ImageFont
 from model.bundle import InputSpec, Manifest
 from model.preprocess import decode_image
 from training.config import DataConfig
-from training.data import DataError, bundle_splits, load_dataset
+from training.data import bundle_splits
+from training.formats import open_source
+from training.sources import DataError
 
 F32 = NDArray[np.float32]
 BUILTIN = ("test", "other-digits", "noise", "inverted", "rotated", "letters", "digits8x8")
@@ -40,12 +44,19 @@ def load_set(name: str, manifest: Manifest, normal: F32 | None, n: int, seed: in
     """The set called `name` ("builtin:<set>", a folder or a .npz), at most n images."""
     spec = manifest.input
     rng = np.random.default_rng(seed)
+    if name.startswith("family:"):
+        from training.ood_family import make_set
+
+        return make_set(name.removeprefix("family:"), manifest, normal, n, seed)
     if not name.startswith("builtin:"):
-        config = DataConfig(name, channels=spec.channels, height=spec.height, width=spec.width, resize=spec.resize)
-        return load_dataset(config).images[:n]
+        config = DataConfig(source=name, channels=spec.channels, height=spec.height, width=spec.width,
+                            resize=spec.resize, fit=spec.fit,
+                            background=round(spec.background[0] * 255))  # fmt: skip
+        source = open_source(config)
+        return source.read(np.arange(min(n, len(source))))
     kind = name.removeprefix("builtin:")
     if kind == "test":
-        return bundle_splits(manifest)["test"][:n]
+        return bundle_splits(manifest)["test"].array(n)
     if kind == "other-digits":
         return _other_digits(manifest, n, rng)
     if kind == "noise":
@@ -68,10 +79,10 @@ def load_set(name: str, manifest: Manifest, normal: F32 | None, n: int, seed: in
 def _other_digits(manifest: Manifest, n: int, rng: np.random.Generator) -> F32:
     if manifest.dataset is None or manifest.dataset.source != "mnist" or not manifest.dataset.labels:
         raise DataError("builtin:other-digits needs a bundle trained on some classes of the built-in digits")
-    dataset = load_dataset(DataConfig())
-    assert dataset.labels is not None
-    rows = np.flatnonzero(~np.isin(dataset.labels, manifest.dataset.labels))
-    return dataset.images[np.sort(rng.choice(rows, size=min(n, len(rows)), replace=False))]
+    digits = open_source(DataConfig())
+    assert digits.labels is not None
+    rows = np.flatnonzero(~np.isin(digits.labels, manifest.dataset.labels))
+    return digits.read(np.sort(rng.choice(rows, size=min(n, len(rows)), replace=False)))
 
 
 def _as_spec(grey: NDArray[np.uint8], spec: InputSpec) -> F32:

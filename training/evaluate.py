@@ -34,7 +34,7 @@ from model.errors import BundleError
 from model.runtime import RuntimeOptions, ScoreBatch, VAERuntime, batched_scores
 from model.scores import CALIBRATED_SCORES, SCORE_NAMES
 from training.anomaly_sets import OOD_SETS, load_set
-from training.data import DataError
+from training.sources import DataError
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,9 @@
     decoder.onnx: z (N, D) -> logits (Bernoulli) or mean (Gaussian), (N, C, H, W)
 
 N is dynamic. The graphs must hold no random op, and ONNX Runtime must reproduce
-torch within `PARITY_TOLERANCE` on real inputs, or the export fails.
+torch within `PARITY_TOLERANCE` on real inputs, or the export fails. The exporter's
+metadata (stack traces with this machine's file paths, FX node dumps) is stripped, so a
+bundle says nothing about where it was made.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -64,11 +67,51 @@ def _export(
         )
     if program is None:
         raise ExportError("torch.onnx.export returned no program")
-    proto = program.model_proto
+    proto = strip_metadata(program.model_proto)
     random_ops = {node.op_type for node in proto.graph.node} & RANDOM_OPS
     if random_ops:
         raise ExportError(f"{input_name} graph holds random ops {sorted(random_ops)}")
     return proto
+
+
+def strip_metadata(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Drop every doc string and metadata property, at every level, in place; return `proto`.
+
+    torch.onnx.export records each node's Python stack trace (absolute paths of this
+    checkout and its virtual environment), module names and FX dumps there; none of it is
+    needed to run the graph."""
+    _clear(proto)
+    _strip_graph(proto.graph)
+    for function in proto.functions:
+        _clear(function)
+        for node in function.node:
+            _strip_node(node)
+    return proto
+
+
+def _clear(message: Any) -> None:
+    if hasattr(message, "metadata_props"):
+        del message.metadata_props[:]
+    if hasattr(message, "doc_string"):
+        message.doc_string = ""
+
+
+def _strip_graph(graph: onnx.GraphProto) -> None:
+    _clear(graph)
+    for item in [*graph.input, *graph.output, *graph.value_info, *graph.initializer, *graph.sparse_initializer]:
+        _clear(item)
+    for node in graph.node:
+        _strip_node(node)
+
+
+def _strip_node(node: onnx.NodeProto) -> None:
+    _clear(node)
+    for attribute in node.attribute:
+        _clear(attribute)
+        if attribute.HasField("g"):
+            _strip_graph(attribute.g)
+        for subgraph in attribute.graphs:
+            _strip_graph(subgraph)
 
 
 def export_graphs(model: VAE, images: torch.Tensor) -> ExportedGraphs:

@@ -1,8 +1,12 @@
 """The VAE networks: a convolutional VAE and an MLP VAE, both built from `ModelConfig`.
 
-Only the model is defined here. The encoder maps an image batch to the mean and
-log-variance of q(z|x); the decoder maps latents to the likelihood's parameters
-(Bernoulli logits, or a Gaussian mean with a learned or fixed log std per channel).
+Only the model is defined here. A conv VAE's depth follows the input size when
+`model.channels = "auto"` (`auto_channels`): 28x28 gets [32, 64] (a 7x7 grid), 64x64
+[32, 64, 128], 128x128 [32, 64, 128, 256], 64x128 four blocks (a 4x8 grid).
+
+The encoder maps an image batch to the mean and log-variance of q(z|x); the decoder maps
+latents to the likelihood's parameters (Bernoulli logits, or a Gaussian mean with a
+learned or fixed log std per channel).
 Neither holds a random op: the reparameterisation noise is passed in, so the exported
 ONNX graphs are deterministic.
 """
@@ -18,6 +22,31 @@ from torch import nn
 from training.config import DataConfig, ModelConfig
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "relu": nn.ReLU}
+GRID = 8  # "auto" halves H and W until the longer side is at most this
+BASE_WIDTH, MAX_WIDTH = 32, 256  # "auto" widths: 32, 64, 128, 256, 256, ...
+
+
+def auto_channels(height: int, width: int) -> list[int]:
+    """Conv widths for an input size: one block per halving, while the longer side exceeds
+    GRID and both sides are even; widths double from BASE_WIDTH up to MAX_WIDTH."""
+    blocks = 0
+    while max(height, width) > GRID and height % 2 == 0 and width % 2 == 0:
+        height, width, blocks = height // 2, width // 2, blocks + 1
+    return [min(BASE_WIDTH * 2**i, MAX_WIDTH) for i in range(blocks)]
+
+
+def conv_channels(model: ModelConfig, data: DataConfig) -> list[int]:
+    """The conv widths `model.channels` names, "auto" resolved for the input size."""
+    channels = auto_channels(*_size(data)) if model.channels == "auto" else model.channels
+    if not channels:
+        raise ValueError(f"no conv block fits a {data.height}x{data.width} input: set model.channels or model.arch=mlp")
+    return channels
+
+
+def _size(data: DataConfig) -> tuple[int, int]:
+    if data.channels is None or data.height is None or data.width is None:
+        raise ValueError("data.channels, data.height and data.width must be known to build the network")
+    return data.height, data.width
 
 
 def _mlp(widths: list[int], act: type[nn.Module]) -> list[nn.Module]:
@@ -33,18 +62,20 @@ class Encoder(nn.Module):
     def __init__(self, model: ModelConfig, data: DataConfig) -> None:
         super().__init__()
         act = _ACTIVATIONS[model.activation]
+        height, width = _size(data)
         layers: list[nn.Module] = []
+        c_in = int(data.channels or 1)
         if model.arch == "conv":
-            c_in = data.channels
-            for c_out in model.channels:
+            widths = conv_channels(model, data)
+            for c_out in widths:
                 # a 3x3 conv to mix, then a strided 4x4 conv to halve H and W
                 layers += [nn.Conv2d(c_in, c_out, 3, padding=1), act()]
                 layers += [nn.Conv2d(c_out, c_out, 4, stride=2, padding=1), act()]
                 c_in = c_out
-            factor = 2 ** len(model.channels)
-            flat = c_in * (data.height // factor) * (data.width // factor)
+            factor = 2 ** len(widths)
+            flat = c_in * (height // factor) * (width // factor)
         else:
-            flat = data.channels * data.height * data.width
+            flat = c_in * height * width
         layers.append(nn.Flatten())
         layers += _mlp([flat, *model.hidden], act)
         self.body = nn.Sequential(*layers)
@@ -60,19 +91,21 @@ class Decoder(nn.Module):
 
     def __init__(self, model: ModelConfig, data: DataConfig) -> None:
         super().__init__()
-        self.out_shape = (data.channels, data.height, data.width)
+        height, width_px = _size(data)
+        c_out_final = int(data.channels or 1)
+        self.out_shape = (c_out_final, height, width_px)
         act = _ACTIVATIONS[model.activation]
         layers = _mlp([model.latent_dim, *model.hidden], act)
         width = model.hidden[-1] if model.hidden else model.latent_dim
         if model.arch == "conv":
-            factor = 2 ** len(model.channels)
-            channels = list(reversed(model.channels))
-            grid = (channels[0], data.height // factor, data.width // factor)
+            channels = list(reversed(conv_channels(model, data)))
+            factor = 2 ** len(channels)
+            grid = (channels[0], height // factor, width_px // factor)
             layers += [nn.Linear(width, math.prod(grid)), act(), nn.Unflatten(1, grid)]
             for c_in, c_out in zip(channels, [*channels[1:], channels[-1]], strict=True):
                 layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), act()]
                 layers += [nn.Conv2d(c_out, c_out, 3, padding=1), act()]
-            layers.append(nn.Conv2d(channels[-1], data.channels, 3, padding=1))
+            layers.append(nn.Conv2d(channels[-1], c_out_final, 3, padding=1))
         else:
             layers += [nn.Linear(width, math.prod(self.out_shape)), nn.Unflatten(1, self.out_shape)]
         self.body = nn.Sequential(*layers)
@@ -89,8 +122,10 @@ class VAE(nn.Module):
         self.config = model
         self.encoder = Encoder(model, data)
         self.decoder = Decoder(model, data)
-        log_scale = torch.full((data.channels,), model.gaussian_log_scale)
-        self.log_scale = nn.Parameter(log_scale, requires_grad=model.learn_scale)
+        log_scale = torch.full((int(data.channels or 1),), model.gaussian_log_scale)
+        # Trainable only where the loss uses it: DistributedDataParallel insists every
+        # trainable parameter gets a gradient in every step.
+        self.log_scale = nn.Parameter(log_scale, requires_grad=model.learn_scale and model.likelihood == "gaussian")
 
     @staticmethod
     def reparameterize(mean: torch.Tensor, log_var: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from training.nets import VAE
 
@@ -39,8 +40,11 @@ def kl_to_standard_normal(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Te
     return -0.5 * torch.sum(1 + log_var - mean.pow(2) - log_var.exp(), dim=1)
 
 
-def elbo_terms(model: VAE, x: torch.Tensor, generator: torch.Generator) -> ElboTerms:
-    """One-sample Monte Carlo estimate of the ELBO's two parts for a batch."""
-    eps = torch.randn(len(x), model.config.latent_dim, generator=generator)  # (N, D)
-    params, mean, log_var = model(x, eps)
+def elbo_terms(model: VAE, x: torch.Tensor, eps: torch.Tensor, forward: nn.Module | None = None) -> ElboTerms:
+    """One-sample Monte Carlo estimate of the ELBO's two parts for a batch x (N, C, H, W),
+    with eps (N, D) ~ N(0, I) drawn by the caller. `forward` runs the model: the model
+    itself, or its DistributedDataParallel wrapper. The loss is computed in float32, also
+    under mixed precision."""
+    params, mean, log_var = (forward or model)(x, eps)
+    params, mean, log_var = params.float(), mean.float(), log_var.float()
     return ElboTerms(reconstruction=-log_likelihood(model, x, params), kl=kl_to_standard_normal(mean, log_var))

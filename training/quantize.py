@@ -46,7 +46,8 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 
 from model.bundle import (
     Bundle,
-    Calibration,
+    GoldenInfo,
+    Manifest,
     ParentRef,
     QualityCheck,
     Quantization,
@@ -57,14 +58,16 @@ from model.bundle import (
     write_bundle,
 )
 from model.errors import BundleError
+from model.golden import GOLDEN, golden_bytes
 from model.runtime import RuntimeOptions, VAERuntime, batched_scores, sample_posterior
 from model.scores import CALIBRATED_SCORES, DEFAULT_SCORE
 from training import report
 from training.anomaly_sets import OOD_SETS, load_set
-from training.calibrate import calibrate, split_metrics
+from training.calibrate import Calibrated, calibrate_bundle, split_metrics
 from training.config import CalibrationConfig, ConfigError
-from training.data import DataError, bundle_splits
+from training.data import bundle_splits
 from training.evaluate import evaluate
+from training.sources import DataError, ImageSplit
 
 log = logging.getLogger("training.quantize")  # not __name__: that is "__main__" under python -m
 
@@ -191,7 +194,7 @@ class Measured:
 
 def measure(runtime: VAERuntime, inputs: GateInputs) -> Measured:
     """Test negative ELBO and IWAE NLL (nats), and AUROC per OOD set and calibrated score."""
-    test = split_metrics(runtime, inputs.test, "test", inputs.test_k, inputs.seed)
+    test = split_metrics(runtime, ImageSplit.of(inputs.test), "test", inputs.test_k, inputs.seed)
     normal = batched_scores(runtime, inputs.normal, inputs.score_k, inputs.seed)
     anomalies = {name: batched_scores(runtime, x, inputs.score_k, inputs.seed) for name, x in inputs.ood.items()}
     gate = {"test neg_elbo": test.neg_elbo, "test iwae_nll": test.iwae_nll}
@@ -238,7 +241,8 @@ def quantize_bundle(
         raise BundleError(str(path), "is already a quantised bundle; quantise its float parent instead")
     check_output_dir(out, force=force)
     version = out.name if out.name.isdigit() else str(int(pm.version) + 1)
-    splits = bundle_splits(pm)
+    streamed = bundle_splits(pm)
+    splits = {name: split.array() for name, split in streamed.items()}
     inputs = gate_inputs(parent, splits["test"], options)
     calibration_images = splits["calibration"]
     float_runtime = VAERuntime(parent, RuntimeOptions())
@@ -254,17 +258,22 @@ def quantize_bundle(
 
     with tempfile.TemporaryDirectory(prefix="vaeserve-int8-") as tmp:
         draft = write_bundle(Path(tmp) / "draft", pm.model_copy(update={"version": version}), graphs)
-        int8_runtime = VAERuntime(load_bundle(draft.path), RuntimeOptions())
+        # The int8 graphs' own latent statistics, calibration and golden set, by the parent's recipe,
+        # before the gate: the latent and combined scores of the int8 encoder are meant against
+        # its own latents, as they will be served.
+        golden = GoldenInfo(file=GOLDEN, images=0, computed_by="onnx")
+        done = calibrate_bundle(VAERuntime(load_bundle(draft.path)), streamed, _calibration_config(pm), golden)
+        int8_runtime, calibration = done.runtime, done.manifest.calibration
+        assert calibration is not None
         log.info("quality gate: test metrics with K=%d, OOD AUROCs with K=%d", inputs.test_k, inputs.score_k)
         parent_measured, int8_measured = measure(float_runtime, inputs), measure(int8_runtime, inputs)
         checks = quality_checks(parent_measured.gate, int8_measured.gate, tolerances)
         failed = [c for c in checks if not c.passed]
         if failed:
             raise QualityGateError(failed)
-        calibration = _recalibrate(int8_runtime, calibration_images, pm.calibration)
         validation_k = next((s.importance_samples for s in pm.metrics if s.split == "validation"), inputs.score_k)
         metrics = [
-            split_metrics(int8_runtime, splits["validation"], "validation", validation_k, inputs.seed),
+            split_metrics(int8_runtime, streamed["validation"], "validation", validation_k, inputs.seed),
             int8_measured.test,
         ]
         quantization = Quantization(
@@ -280,23 +289,24 @@ def quantize_bundle(
         )
         files = {
             **graphs,
-            **_report_files(parent, int8_runtime, splits["test"], metrics, calibration, quantization, version, command),
+            GOLDEN: golden_bytes(done.golden),
+            **_report_files(parent, done, splits["test"], metrics, quantization, version, command),
         }
-    manifest = pm.model_copy(
+    manifest = done.manifest.model_copy(
         update={
             "version": version,
             "created": datetime.now(UTC),
             "description": f"int8 ({', '.join(options.graphs)}) of {pm.name}:{pm.version}: {pm.description}",
             "metrics": metrics,
-            "calibration": calibration,
             "quantization": quantization,
         }
     )
     return write_bundle(out, manifest, files, force=force)
 
 
-def _recalibrate(runtime: VAERuntime, images: NDArray[np.float32], old: Calibration | None) -> Calibration:
-    """The parent's calibration recipe (score, FPR, K, seed), run on the int8 graphs."""
+def _calibration_config(parent: Manifest) -> CalibrationConfig:
+    """The parent's calibration recipe (score, FPR, K, seed, combination, mixture), to run on the int8 graphs."""
+    old, latents = parent.calibration, parent.latents
     assert old is not None  # gate_inputs refused a bundle without one
     config = CalibrationConfig(
         score=old.score if old.score in CALIBRATED_SCORES else DEFAULT_SCORE,
@@ -304,27 +314,33 @@ def _recalibrate(runtime: VAERuntime, images: NDArray[np.float32], old: Calibrat
         importance_samples=old.importance_samples,
         seed=old.seed,
     )
-    return calibrate(runtime, images, config)
+    if old.combination is not None:
+        config.combine = list(old.combination.scores)
+    if latents is not None and latents.mixture is not None:
+        config.mixture_components = len(latents.mixture.weights)
+    return config
 
 
 def _report_files(
     parent: Bundle,
-    runtime: VAERuntime,
+    done: Calibrated,
     test: NDArray[np.float32],
     metrics: list[SplitMetrics],
-    calibration: Calibration,
     quantization: Quantization,
     version: str,
     command: str,
 ) -> dict[str, bytes]:
     """The parent's model card with this bundle's metrics, calibration and quantisation; images drawn anew."""
-    files = {name: (parent.path / name).read_bytes() for name in parent.manifest.files if not name.endswith(".onnx")}
+    runtime, calibration = done.runtime, done.manifest.calibration
+    assert calibration is not None
+    skipped = (".onnx", GOLDEN)  # the graphs and the golden set are this bundle's own
+    files = {name: (parent.path / name).read_bytes() for name in parent.manifest.files if not name.endswith(skipped)}
     if "MODEL_CARD.md" in files:
         card = files["MODEL_CARD.md"].decode()
         title = f"# {parent.manifest.name} v{version}"
         card = card.replace(f"# {parent.manifest.name} v{parent.manifest.version}", title, 1)
         card = report.replace_section(card, report.metrics_section(metrics))
-        card = report.replace_section(card, report.calibration_section(calibration))
+        card = report.replace_section(card, report.calibration_section(calibration, done.manifest.golden))
         note = f"- Made by `{command}`.\n" if command else ""
         files["MODEL_CARD.md"] = report.replace_section(card, report.quantization_section(quantization, note)).encode()
     if "samples.png" in files:

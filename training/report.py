@@ -7,13 +7,14 @@ service will serve, not what torch computed.
 from __future__ import annotations
 
 import io
+import math
 import re
 from datetime import datetime
 
 import numpy as np
 from numpy.typing import NDArray
 
-from model.bundle import Calibration, DatasetInfo, Quantization, SplitMetrics, TrainingInfo
+from model.bundle import Calibration, DatasetInfo, GoldenInfo, Quantization, SplitMetrics, TrainingInfo
 from model.preprocess import encode_png, make_grid
 from model.runtime import VAERuntime
 from training.config import RunConfig
@@ -71,11 +72,14 @@ def model_card(
     dataset: DatasetInfo,
     metrics: list[SplitMetrics],
     calibration: Calibration,
+    golden: GoldenInfo | None,
     command: str,
     note: str = "",
 ) -> str:
     """MODEL_CARD.md: what the model is, what it was trained on, how good it is."""
-    m, t = config.model, config.train
+    m, t, d = config.model, config.train, config.data
+    augment = ", ".join(_augmentation(a.model_dump()) for a in t.augment) or "none"
+    processes = f" in {training.world_size} processes" if training.world_size > 1 else ""
     arch = (
         f"convolutional, channels {m.channels}, fully connected {m.hidden}"
         if m.arch == "conv"
@@ -89,20 +93,23 @@ A variational autoencoder served by vaeserve. Created {created.isoformat(timespe
 ## Model
 - Architecture: {arch}; latent dimension {m.latent_dim}; {training.parameters:,} trainable parameters.
 - Likelihood p(x|z): {m.likelihood}; prior p(z) = N(0, I).
-- Input: {config.data.channels} x {config.data.height} x {config.data.width}, values in [0, 1].
+- Input: {d.channels} x {d.height} x {d.width} ({"greyscale" if d.channels == 1 else "RGB"}), values in [0, 1];
+  other sizes are resized ({d.resize}, {d.fit.replace("_", " ")}).
 
 ## Data
 - Source: `{dataset.source}`, {dataset.rows} images{f", labels {dataset.labels}" if dataset.labels else ""}.
 - Split (seed {dataset.split.seed}): {counts}. {dataset.split.algorithm}.
 
 ## Training
-- {training.epochs_run} epochs run, best validation epoch {training.best_epoch}, {training.wall_seconds:.0f} s.
+- {training.epochs_run} epochs run, best validation epoch {training.best_epoch}, {training.wall_seconds:.0f} s
+  on {training.device}{processes} ({t.precision}).
 - AdamW lr {t.lr}, weight decay {t.weight_decay}, batch {t.batch_size}, beta {t.beta},
   KL warm-up {t.warmup_epochs} epochs, early stopping patience {t.early_stopping_patience}, seed {t.seed}.
-- Reproduce: `{command}`
+- Augmentation: {augment}.
+- Reproduce (from the repository root): `{command}`
 
 {metrics_section(metrics)}
-{calibration_section(calibration)}
+{calibration_section(calibration, golden)}
 ## Limits
 - Trained on {dataset.rows} images; inputs unlike them get high scores by design, but likelihoods
   of very simple inputs can be misleadingly high (Nalisnick et al. 2019).
@@ -110,15 +117,28 @@ A variational autoencoder served by vaeserve. Created {created.isoformat(timespe
 {note}"""
 
 
-def calibration_section(calibration: Calibration, note: str = "") -> str:
+def calibration_section(calibration: Calibration, golden: GoldenInfo | None = None, note: str = "") -> str:
     """The model card's "## Anomaly calibration" section, ending with a newline."""
-    return f"""## Anomaly calibration
-- Score `{calibration.score}` on {calibration.split_size} held-out normal images
-  (K={calibration.importance_samples}, seed {calibration.seed}).
-- Threshold {calibration.threshold:.6g} at a false-positive rate of {calibration.false_positive_rate:.2%}.
-- Calibration scores kept for: {", ".join(f"`{name}`" for name in calibration.scores)}.
-- p-value = (1 + #calibration scores >= s) / (n + 1).
-{note}"""
+    warning = small_split_warning(calibration)
+    lines = [
+        f"- Score `{calibration.score}` on {calibration.split_size} held-out normal images "
+        f"(K={calibration.importance_samples}, seed {calibration.seed}).",
+        f"- Threshold {calibration.threshold:.6g} at a false-positive rate of {calibration.false_positive_rate:.2%}.",
+        f"- Calibration scores kept for: {', '.join(f'`{name}`' for name in calibration.scores)}.",
+        "- p-value = (1 + #calibration scores >= s) / (n + 1).",
+    ]
+    if calibration.combination is not None:
+        c = calibration.combination
+        lines.append(f"- `fisher` and `tippett` pool the p-values of {', '.join(f'`{n}`' for n in c.scores)} "
+                     f"against the {c.split} split ({c.split_size} images).")  # fmt: skip
+    if calibration.pixel_threshold is not None:
+        lines.append(f"- Heatmap pixel threshold {calibration.pixel_threshold:.4g} nats per pixel.")
+    if golden is not None:
+        how = "torch and the ONNX graphs, which agree" if golden.computed_by == "torch+onnx" else "the ONNX graphs"
+        lines.append(f"- Golden set: {golden.images} images in `{golden.file}`, from {how}; checked at every load.")
+    if warning:
+        lines.append(f"- **Warning**: {warning}")
+    return "## Anomaly calibration\n" + "\n".join(lines) + "\n" + note
 
 
 def metrics_section(metrics: list[SplitMetrics]) -> str:
@@ -160,3 +180,25 @@ def replace_section(card: str, section: str) -> str:
     pattern = re.escape(heading.split("(")[0].rstrip()) + r"[^\n]*\n.*?(?=\n## |\Z)"
     card, found = re.subn(pattern, lambda _: section.rstrip("\n") + "\n", card, count=1, flags=re.DOTALL)
     return card if found else card.rstrip("\n") + "\n\n" + section
+
+
+def small_split_warning(calibration: Calibration) -> str | None:
+    """The warning for a calibration split too small for its false-positive rate, or None.
+
+    With n calibration scores no p-value is below 1/(n+1): a threshold at a lower rate is
+    the largest calibration score, whose false-positive rate is 1/(n+1) (conformal)."""
+    n, rate = calibration.split_size, calibration.false_positive_rate
+    smallest = 1.0 / (n + 1)
+    if rate >= smallest:
+        return None
+    needed = math.ceil(1.0 / rate - 1.0)
+    return (
+        f"{n} calibration images are too few for a false-positive rate of {rate:g}: the smallest p-value is "
+        f"1/(n+1) = {smallest:.3g}, so the threshold (the largest calibration score) has a false-positive rate "
+        f"of about {smallest:.3g}; calibrate on at least {needed} images for {rate:g}"
+    )
+
+
+def _augmentation(step: dict[str, object]) -> str:
+    kind = step.pop("kind")
+    return f"{kind} ({', '.join(f'{k} {v}' for k, v in step.items())})"

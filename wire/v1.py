@@ -12,9 +12,29 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ScoreName = Literal["neg_elbo", "iwae_nll", "mse", "complexity"]  # the calibrated scores
+ScoreName = Literal[  # the calibrated scores
+    "neg_elbo", "iwae_nll", "mse", "complexity", "posterior_mean_nll", "discretised_nll", "dssim", "mahalanobis",
+    "latent_nll", "fisher", "tippett",
+]  # fmt: skip
 PathMethod = Literal["linear", "slerp"]  # model/latent_paths.PATH_METHODS
-_LATENT = [0.12, -1.3, 0.8, 0.05]
+_LATENT = [
+    -0.89,
+    -0.69,
+    1.64,
+    0.14,
+    -0.28,
+    -0.68,
+    1.16,
+    -0.32,
+    0.88,
+    0.76,
+    -0.62,
+    0.37,
+    1.17,
+    0.56,
+    0.01,
+    -0.6,
+]  # mnist-vae
 _HEATMAP = (
     "with heatmap=true: a base64 PNG of -log p(x_i | z = posterior mean) per pixel, nats, "
     "from dark (0) to bright (the image's largest)"
@@ -73,6 +93,31 @@ class ImageScores(_Out):
         examples=[-2296.3],
         description="iwae_nll / ln 2 - png_bits, bits: Serrà et al. (2020)'s complexity-corrected NLL",
     )
+    posterior_mean_nll: float = Field(examples=[61.2], description="-log p(x | z = posterior mean): the heatmap summed")
+    discretised_nll: float = Field(
+        examples=[3105.4], description="-log P(x in 8 bits | z = posterior mean) under the decoder's density"
+    )
+    dssim: float = Field(examples=[0.027], description="(1 - SSIM(x, reconstruction)) / 2, 7x7 windows; unitless")
+    mahalanobis: float | None = Field(
+        examples=[14.1],
+        description="squared Mahalanobis distance of the posterior mean from the training latents; "
+        "null for a bundle without latent statistics",
+    )
+    latent_nll: float | None = Field(
+        examples=[-9.6],
+        description="-log density of the posterior mean under the training latents' Gaussian mixture; "
+        "null for a bundle without one",
+    )
+    fisher: float | None = Field(
+        examples=[3.8],
+        description="Fisher's -2 sum log p over the combined scores' p-values; unitless; null for a bundle "
+        "without a combination",
+    )
+    tippett: float | None = Field(
+        examples=[0.9],
+        description="-log of Tippett's Sidak-corrected minimum p over the combined scores; unitless; null for a "
+        "bundle without a combination",
+    )
 
 
 class ScoredImage(ImageScores):
@@ -113,6 +158,9 @@ class InputSpec(_Out):
     colour_mode: str = Field(examples=["L"])
     value_range: tuple[float, float] = Field(examples=[(0.0, 1.0)])
     resize: str = Field(examples=["bilinear"], description="how images of another size are resized")
+    fit: str = Field(
+        examples=["stretch"], description="another aspect ratio: stretch, or center_crop (keep the centre)"
+    )
     background: list[float] = Field(
         examples=[[0.0]], description="what transparent pixels show: one grey value, or one per channel"
     )
@@ -258,6 +306,94 @@ class Limits(_Out):
     max_pixels_per_image: int = Field(examples=[16777216], description="decoded pixels per image")
     max_samples: int = Field(examples=[256], description="n for GET /v1/samples")
     max_importance_samples: int = Field(examples=[5000], description="K for scores")
+
+
+class Histogram(_Out):
+    """A histogram as Prometheus counts it: for each edge, how many values were <= it."""
+
+    edges: list[float] = Field(examples=[[0.1, 0.5, 1.0]], description="upper bounds, increasing (+Inf left out)")
+    cumulative: list[int] = Field(examples=[[3, 40, 52]], description="values <= each edge")
+    count: int = Field(examples=[55], description="all values (the +Inf bucket)")
+    sum: float = Field(examples=[31.7])
+
+
+class ScoreHistogram(Histogram):
+    threshold: float = Field(examples=[0.0183], description="this score's threshold at the calibrated rate")
+
+
+class Window(_Out):
+    """What a sliding window holds, and when its oldest and newest entries arrived."""
+
+    size: int = Field(examples=[500])
+    capacity: int = Field(examples=[500], description="the most it holds (VAESERVE_ANOMALY_RATE_WINDOW, _DRIFT_WINDOW)")
+    first: datetime | None = Field(examples=["2026-11-02T10:14:03.512Z"], description="null while empty")
+    last: datetime | None = Field(examples=["2026-11-02T10:19:41.007Z"])
+
+
+class AnomalyRate(_Out):
+    """The calibrated score against its calibrated threshold over the last N scored images,
+    whatever score or false_positive_rate the requests asked for."""
+
+    rate: float | None = Field(examples=[0.012], description="anomalies / window.size; null before any image")
+    anomalies: int = Field(examples=[6])
+    score: str = Field(examples=["mse"])
+    threshold: float = Field(examples=[0.0183])
+    false_positive_rate: float = Field(examples=[0.01], description="what the rate is on normal data")
+    window: Window
+
+
+class DecisionCount(_Out):
+    score: str = Field(examples=["mse"], description="the score that decided")
+    decision: Literal["anomaly", "normal"] = Field(examples=["normal"])
+    images: int = Field(examples=[1203])
+
+
+class MMDTest(_Out):
+    statistic: float = Field(examples=[0.0021], description="MMD²_u, Gaussian kernel")
+    p_value: float = Field(examples=[0.61], description="permutation p-value; at least 1 / (permutations + 1)")
+    bandwidth: float = Field(examples=[3.9], description="σ of the kernel: the median pairwise distance")
+    permutations: int = Field(examples=[500])
+
+
+class KSTests(_Out):
+    statistic: float = Field(examples=[0.051], description="the largest per-dimension KS statistic")
+    p_value: float = Field(examples=[0.83], description="the smallest Holm-adjusted p-value")
+    level: float = Field(examples=[0.05])
+    flagged: list[int] = Field(examples=[[]], description="dimensions with adjusted p-value <= level")
+    statistics: list[float] = Field(description="per dimension")
+    adjusted_p_values: list[float] = Field(description="per dimension, Holm-adjusted")
+
+
+class Drift(_Out):
+    """The last drift report: recent posterior means against the bundle's training latents."""
+
+    computed_at: datetime = Field(examples=["2026-11-02T10:19:45.250Z"])
+    window: Window = Field(description="the latents it tested")
+    reference: int = Field(examples=[500], description="training latents it compared them with")
+    mmd: MMDTest
+    ks: KSTests
+    mean_shift: list[float] = Field(
+        examples=[[0.04, -0.08]], description="per dimension: (window mean - training mean) / training std"
+    )
+    std_shift: list[float] = Field(
+        examples=[[0.01, 0.03]], description="per dimension: (window std - training std) / training std"
+    )
+
+
+class MonitoringResponse(ModelRef):
+    """What the model has seen since `since`: the numbers /metrics gives for it, as JSON."""
+
+    since: datetime = Field(description="when monitoring of this model version started: counts are since then")
+    images_encoded: int = Field(examples=[120], description="images through /v1/encode and the v2 encoder")
+    images_scored: int = Field(examples=[1215], description="images through scoring and reconstruction")
+    anomaly_rate: AnomalyRate | None = Field(description="null for a bundle without calibration")
+    decisions: list[DecisionCount]
+    scores: dict[str, ScoreHistogram] = Field(description="every calibrated score; buckets from the calibration")
+    p_values: Histogram | None = Field(description="conformal p-values under the calibrated score")
+    input_mean_intensity: Histogram = Field(description="mean pixel value of each input image, in [0, 1]")
+    latents: Window | None = Field(description="the drift window now; null when drift is off or the bundle has no "
+                                   "training latents")  # fmt: skip
+    drift: Drift | None = Field(description="null until the first report (VAESERVE_DRIFT_INTERVAL_S)")
 
 
 class Health(_Out):

@@ -7,6 +7,7 @@ import asyncio
 from fastapi import APIRouter, Request
 
 from app.api.deps import SettingsDep
+from app.api.responses import problems
 from app.errors import ServiceError
 from app.serving.registry import reload_registry
 from model.errors import BundleError
@@ -16,7 +17,10 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
 @router.post(
-    "/reload", summary="Reload every bundle of the repository", response_model=s.Readiness, responses={403: {}, 409: {}}
+    "/reload",
+    summary="Reload every bundle of the repository",
+    response_model=s.Readiness,
+    responses=problems(401, 403, 409),
 )
 async def reload_models(request: Request, settings: SettingsDep) -> s.Readiness:
     """On any error the old models keep serving (409); needs an API key."""

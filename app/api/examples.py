@@ -1,8 +1,8 @@
-"""OpenAPI request examples of the latent-space tools, for the shipped model (mnist-vae, 16 latents).
+"""OpenAPI request examples, for the shipped model (mnist-vae, 16 latents).
 
 Real digits from MNIST (a 1, a 7 and a 3, 28 x 28 grey PNGs) and their posterior means
-under model/zoo/mnist-vae/1, rounded. tests/app/api/test_latent_space.py sends every
-example here to the shipped model and expects a 200.
+under model/zoo/mnist-vae/1, rounded. tests/app/api/test_openapi.py and
+test_latent_space.py send every example to the shipped model and expect a 200.
 """
 
 from __future__ import annotations
@@ -31,6 +31,20 @@ SEVEN_MEAN = [-0.88, -0.48, -0.48, 1.18, -0.31, -2.03, -0.43, -0.86, -0.45, 0.11
               -0.35]  # fmt: skip
 THREE_MEAN = [-0.89, -0.69, 1.64, 0.14, -0.28, -0.68, 1.16, -0.32, 0.88, 0.76, -0.62, 0.37, 1.17, 0.56, 0.01, -0.6]
 
+IMAGES: dict[str, Any] = {
+    "images": {"summary": "a 3 and a 7 (base64 PNGs)", "value": {"images": [THREE, SEVEN]}},
+    "arrays": {
+        "summary": "one blank 28 x 28 image as pixel arrays in [0, 1]",
+        "value": {"arrays": [[[[0.0] * 28] * 28]]},
+    },
+}
+DECODE: dict[str, Any] = {
+    "images": {
+        "summary": "the posterior means of a 1 and a 7, as base64 PNGs",
+        "value": {"latents": [ONE_MEAN, SEVEN_MEAN]},
+    },
+    "arrays": {"summary": "the prior's mean, as pixel arrays", "value": {"latents": [[0.0] * 16], "format": "array"}},
+}
 INTERPOLATE: dict[str, Any] = {
     "images": {"summary": "from a 1 to a 7 (base64 PNGs)", "value": {"images": [ONE, SEVEN]}},
     "latents": {"summary": "between two latents (their posterior means)", "value": {"latents": [ONE_MEAN, SEVEN_MEAN]}},

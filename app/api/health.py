@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from app.api.responses import problems
 from app.errors import not_ready
 from wire import v1 as s
 
@@ -19,7 +20,7 @@ async def get_health() -> s.Health:
     "/readyz",
     summary="Readiness: every model is loaded, verified and warmed up",
     response_model=s.Readiness,
-    responses={503: {"content": {"application/problem+json": {}}}},
+    responses=problems(503),
 )
 async def get_readiness(request: Request) -> s.Readiness:
     registry = request.app.state.registry

@@ -34,6 +34,7 @@ from app.errors import (
 )
 from app.serving.operations import Codes
 from app.settings import Settings
+from app.tracing import traced
 from model.bundle import InputSpec
 from model.errors import InputError, InvalidImageError
 from model.preprocess import decode_image, from_array, from_batch
@@ -83,6 +84,7 @@ async def read_json(request: Request, limit: int) -> Any:
         raise ServiceError(400, "invalid-json", "Invalid JSON", "the JSON body is nested too deeply") from None
 
 
+@traced("vaeserve.parse")
 async def read_images(request: Request, spec: InputSpec, settings: Settings) -> NDArray[np.float32]:
     """All images of a request as float32 (N, C, H, W) in [0, 1]."""
     kind = media_type(request)

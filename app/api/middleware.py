@@ -97,8 +97,9 @@ class RequestMiddleware:
                 self.metrics.in_flight.dec()
         finally:
             seconds = time.perf_counter() - started
-            route = scope.get("route")
-            self.metrics.observe_request(getattr(route, "path", "unmatched"), scope["method"], status, seconds)
+            route = getattr(scope.get("route"), "path", "unmatched")
+            problem = scope["state"].get("problem") if limited else None  # health answers are no refused input
+            self.metrics.observe_request(route, scope["method"], status, seconds, problem)
             access_log.info(
                 "%s %s %d",
                 scope["method"],

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.api.inputs import decimal_length
 from app.errors import ServiceError
+from app.tracing import traced
 
 HEADER_LENGTH = "inference-header-content-length"
 OCTET_STREAM = "application/octet-stream"
@@ -161,6 +162,7 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     return data
 
 
+@traced("vaeserve.parse")
 def parse_infer_request(body: bytes, header_length: str | None) -> tuple[InferRequest, dict[str, NDArray[Any]]]:
     """The JSON header and each input as an array of its shape and datatype."""
     if not body:

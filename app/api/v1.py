@@ -14,8 +14,10 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 from numpy.typing import NDArray
 
+from app.api import examples
 from app.api.deps import ModelDep, OperationsDep, RegistryDep, SettingsDep
 from app.api.inputs import media_type, read_images, read_json
+from app.api.responses import IMAGE_ERRORS, MODEL_ERRORS, problems
 from app.errors import ServiceError, unsupported_media_type
 from app.serving.operations import Scored
 from app.serving.registry import LoadedModel
@@ -28,7 +30,6 @@ from wire import v1 as s
 router = APIRouter(prefix="/v1", tags=["v1"])
 
 PNG = "image/png"
-_B64_PNG = "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAAEElEQVR4nGNgGAWjYBTAAAAEHAABnw0JvAAAAABJRU5ErkJggg=="
 IMAGE_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -53,21 +54,21 @@ IMAGE_BODY: dict[str, Any] = {
                         "arrays": {"type": "array", "items": {"type": "array"}},
                     },
                 },
-                "example": {"images": [_B64_PNG]},
+                "examples": {
+                    "images": {
+                        "summary": "a 3 and a 7 (base64 PNGs)",
+                        "value": {"images": [examples.THREE, examples.SEVEN]},
+                    },
+                    "arrays": {
+                        "summary": "one blank 28 x 28 image as pixel arrays",
+                        "value": {"arrays": [[[[0.0] * 28] * 28]]},
+                    },
+                },
             },
         },
     }
 }
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"description": text, "content": {"application/problem+json": {}}}
-    for code, text in {
-        400: "bad body or image",
-        404: "unknown model",
-        413: "over a limit",
-        415: "unsupported content type",
-        422: "invalid values",
-    }.items()
-}
+ERRORS = problems(*IMAGE_ERRORS)  # of the operations on images (and decode's JSON)
 Seed = Annotated[int, Query(ge=0, le=2**63 - 1, description="seed of the noise; the same seed gives the same answer")]
 ImportanceSamples = Annotated[int | None, Query(description="K, samples from q(z|x); the calibration's K when absent")]
 Heatmap = Annotated[bool, Query(description="also return a per-pixel anomaly heatmap (PNG) per image")]
@@ -126,7 +127,25 @@ async def encode_images(
     summary="Decode latents into images",
     response_model=s.ImagesResponse,
     responses={**ERRORS, 200: {"content": {PNG: {}}, "description": "JSON, or a PNG with Accept: image/png"}},
-    openapi_extra={"requestBody": {"content": {"application/json": {"schema": s.DecodeRequest.model_json_schema()}}}},
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "schema": s.DecodeRequest.model_json_schema(),
+                    "examples": {
+                        "images": {
+                            "summary": "the posterior means of a 1 and a 7, as base64 PNGs",
+                            "value": {"latents": [examples.ONE_MEAN, examples.SEVEN_MEAN]},
+                        },
+                        "arrays": {
+                            "summary": "the prior's mean, as pixel arrays",
+                            "value": {"latents": [[0.0] * 16], "format": "array"},
+                        },
+                    },
+                }
+            }
+        }
+    },
 )
 async def decode_latents(request: Request, model: ModelDep, settings: SettingsDep, ops: OperationsDep) -> Any:
     """JSON with base64 PNGs or arrays, or one PNG (a grid for several) with Accept: image/png."""
@@ -155,7 +174,7 @@ def _rectangular(latents: list[list[float]], dim: int) -> NDArray[np.float32]:
     "/samples",
     summary="Draw n images from the prior",
     response_model=s.SamplesResponse,
-    responses={**ERRORS, 200: {"content": {PNG: {}}, "description": "a PNG grid, or JSON with format=json"}},
+    responses={**problems(*MODEL_ERRORS, 422), 200: {"content": {PNG: {}}, "description": "a PNG grid, or JSON"}},
 )
 async def get_samples(
     model: ModelDep,
@@ -254,7 +273,8 @@ def _run(scored: Scored) -> dict[str, int]:
     return {"importance_samples": scored.importance_samples, "seed": scored.seed}
 
 
-@router.get("/limits", summary="What one request may ask of this server", response_model=s.Limits)
+@router.get("/limits", summary="What one request may ask of this server", response_model=s.Limits,
+            responses=problems(401))  # fmt: skip
 async def get_limits(settings: SettingsDep) -> s.Limits:
     """The VAESERVE_ limits: clients split their uploads to fit them."""
     return s.Limits.model_validate(settings.model_dump(include=set(s.Limits.model_fields)))
@@ -287,12 +307,14 @@ def _summary(model: LoadedModel, default: bool) -> dict[str, Any]:
     }
 
 
-@router.get("/models", summary="List the loaded models with their metrics and calibration", response_model=s.ModelList)
+@router.get("/models", summary="List the loaded models with their metrics and calibration", response_model=s.ModelList,
+            responses=problems(401, 503))  # fmt: skip
 async def list_models(registry: RegistryDep) -> s.ModelList:
     return s.ModelList(models=[s.ModelSummary(**_summary(m, m is registry.default)) for m in registry.all()])
 
 
-@router.get("/models/{name}", summary="Describe one model", response_model=s.ModelDetail, responses=ERRORS)
+@router.get("/models/{name}", summary="Describe one model", response_model=s.ModelDetail,
+            responses=problems(401, 404, 503))  # fmt: skip
 async def get_model(name: str, registry: RegistryDep, version: str | None = None) -> s.ModelDetail:
     """Its highest version unless `version` is given: input spec, metrics, calibration, files."""
     model = registry.get(name, version)

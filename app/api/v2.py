@@ -46,10 +46,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "model": ErrorResponse}
     for code, text in {
         400: "bad request",
+        401: "VAESERVE_API_KEYS is set and no valid key was sent",
         404: "unknown model or version",
         413: "over a limit",
         415: "unsupported Content-Encoding",
         503: "not ready or overloaded",
+        504: "the request passed its deadline (VAESERVE_REQUEST_TIMEOUT_S)",
     }.items()
 }
 PLATFORM = "onnxruntime_onnx"  # the protocol's <project>_<format> convention, as Triton names it

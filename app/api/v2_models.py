@@ -25,7 +25,7 @@ from app.serving.operations import Operations
 from app.serving.registry import LoadedModel, ModelNotFoundError, ModelRegistry
 from model.decision import UncalibratedScoreError, default_importance_samples
 from model.preprocess import from_batch
-from model.scores import SCORE_NAMES
+from model.runtime import available_scores
 
 ROLES = ("encoder", "decoder", "scorer")
 # Parameters tritonclient, Triton or the protocol may send, which change nothing here: Triton
@@ -105,7 +105,7 @@ def v2_models(model: LoadedModel) -> list[V2Model]:
     m = model.manifest
     image = TensorSpec("image", "FP32", (-1, m.input.channels, m.input.height, m.input.width))
     latent = (-1, m.latent_dim)
-    scores = [TensorSpec(name, "FP64", (-1,)) for name in SCORE_NAMES]
+    scores = [TensorSpec(name, "FP64", (-1,)) for name in available_scores(m)]  # what this bundle can give
     scores.append(TensorSpec("pixel_nll", "FP32", image.shape))  # the heatmap's values
     if m.calibration is not None:
         scores += [TensorSpec(name, "FP64", (-1,)) for name in ("score", "threshold", "p_value")]
@@ -179,7 +179,7 @@ async def execute(
                                  score=params.score, false_positive_rate=params.false_positive_rate)  # fmt: skip
     except UncalibratedScoreError as exc:
         raise refused(f"parameter score: {exc}") from None
-    out: dict[str, NDArray[Any]] = {name: scored.scores[name] for name in SCORE_NAMES}
+    out: dict[str, NDArray[Any]] = {name: scored.scores[name] for name in available_scores(model.manifest)}
     out["pixel_nll"] = scored.scores.pixel_nll
     decision = scored.decision
     if decision.threshold is not None and decision.p_values is not None:

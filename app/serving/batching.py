@@ -11,6 +11,10 @@ function once on the concatenated rows in its own thread (never on the event loo
 hands each job its slice of the outputs. A full queue refuses at once (`QueueFullError`),
 so latency cannot grow without bound. If a batch fails, each of its jobs is retried alone,
 so one bad request fails alone (as in Triton's dynamic batcher).
+
+With tracing on (app/tracing.py), each job's wait is a `vaeserve.queue` span in its
+request's trace, each batch a `vaeserve.batch` span linked to every request it served, and
+each call of the function a `vaeserve.model` span inside it.
 """
 
 from __future__ import annotations
@@ -25,7 +29,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.util.types import Attributes
 from starlette.concurrency import run_in_threadpool
+
+from app import tracing
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +51,7 @@ class _Job:
     key: Hashable
     rows: NDArray[np.float32]
     future: asyncio.Future[Outputs]
+    span: trace.Span  # vaeserve.queue: from submit until its batch starts
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -56,8 +66,11 @@ class MicroBatcher:
         max_delay_us: int,
         queue_size: int,
         on_batch: Callable[[int], None] | None = None,
+        attributes: Attributes = None,
     ) -> None:
+        """`attributes` go on every span of this batcher (tracing.MODEL, tracing.OPERATION)."""
         self.name = name
+        self._attributes = dict(attributes or {})
         self._on_batch = on_batch
         self._fn = fn
         self._max_rows = max_batch_size
@@ -103,10 +116,11 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         if self._closing:
             return await loop.run_in_executor(None, self._fn, key, rows)
-        job = _Job(key, rows, loop.create_future())
+        job = _Job(key, rows, loop.create_future(), tracing.start_span("vaeserve.queue", self._attributes))
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
+            job.span.end()
             raise QueueFullError(f"{self.name}: {self._queue.maxsize} requests already queued") from None
         return await job.future
 
@@ -151,18 +165,25 @@ class MicroBatcher:
         while True:
             batch = await self._gather()
             try:
-                await self._answer([job for job in batch if not job.future.done()])  # callers may have gone
+                for job in batch:
+                    if job.future.done():  # its caller has gone: no batch will end its span
+                        job.span.end()
+                await self._answer([job for job in batch if not job.future.done()])
             finally:
                 self._busy = False
 
     async def _answer(self, jobs: list[_Job]) -> None:
         if not jobs:
             return
+        batch = self._batch_span(jobs)
         try:
-            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._call, jobs)
+            context = trace.set_span_in_context(batch) if batch.is_recording() else None
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._call, jobs, context)
         except Exception:
             log.exception("batcher %s: a batch of %d jobs failed; retrying them one by one", self.name, len(jobs))
             outputs = None
+        finally:
+            batch.end()
         if outputs is None:
             await self._one_by_one(jobs)
             return
@@ -173,11 +194,33 @@ class MicroBatcher:
                 job.future.set_result({name: out[start:end] for name, out in outputs.items()})
             start = end
 
-    def _call(self, batch: Sequence[_Job]) -> Outputs | None:
+    def _batch_span(self, jobs: Sequence[_Job]) -> trace.Span:
+        """The batch's span, a child of the request that opened it and linked to all it serves;
+        each job's queue span ends here, linked back to it."""
+        if not jobs[0].span.is_recording():  # tracing off: no-op spans, skip the bookkeeping
+            return trace.INVALID_SPAN
+        rows, now = sum(len(job.rows) for job in jobs), time.time_ns()
+        batch = tracing.tracer.start_span(
+            "vaeserve.batch", context=trace.set_span_in_context(jobs[0].span),
+            links=[trace.Link(job.span.get_span_context()) for job in jobs],
+            attributes={**self._attributes, tracing.BATCH_ROWS: rows, tracing.BATCH_REQUESTS: len(jobs)},
+            start_time=now,
+        )  # fmt: skip
+        for job in jobs:
+            job.span.set_attributes({tracing.ROWS: len(job.rows), tracing.BATCH_ROWS: rows})
+            job.span.add_link(batch.get_span_context())
+            job.span.end(end_time=now)  # the wait ends as the batch starts
+        return batch
+
+    def _call(self, batch: Sequence[_Job], context: Context | None = None) -> Outputs | None:
         if any(job.rows.shape[1:] != batch[0].rows.shape[1:] for job in batch):
             return None  # cannot be stacked: run them alone
         rows = batch[0].rows if len(batch) == 1 else np.concatenate([job.rows for job in batch])
-        outputs = self._fn(batch[0].key, rows)
+        if context is None:  # tracing off
+            outputs = self._fn(batch[0].key, rows)
+        else:
+            with tracing.span("vaeserve.model", {**self._attributes, tracing.BATCH_ROWS: len(rows)}, context):
+                outputs = self._fn(batch[0].key, rows)
         if self._on_batch is not None:
             self._on_batch(len(rows))
         return outputs
@@ -198,11 +241,15 @@ class MicroBatcher:
 class PassThrough:
     """The executor when batching is off: each call runs alone in the thread pool."""
 
-    def __init__(self, fn: BatchFn) -> None:
+    def __init__(self, fn: BatchFn, attributes: Attributes = None) -> None:
         self._fn = fn
+        self._attributes = dict(attributes or {})
 
     async def submit(self, key: Hashable, rows: NDArray[np.float32]) -> Outputs:
-        return await run_in_threadpool(self._fn, key, rows)
+        if not tracing.active():
+            return await run_in_threadpool(self._fn, key, rows)
+        with tracing.span("vaeserve.model", {**self._attributes, tracing.BATCH_ROWS: len(rows)}):
+            return await run_in_threadpool(self._fn, key, rows)
 
     async def stop(self) -> None:
         pass

@@ -4,7 +4,8 @@ interpolate and traverse.
 Each operation takes parsed inputs (arrays in the model's input spec, plain parameters),
 checks them against the service's limits, runs the model through its executor, and
 returns a named result. The wire adapters (app/api/v1.py, app/api/v2_models.py) only
-translate requests into these calls and results into their formats.
+translate requests into these calls and results into their formats. Each operation that
+sees images reports them to the model's monitor (app/monitoring/), whatever the protocol.
 
     ops = Operations(settings)
     scored = await ops.score(model, images, importance_samples=None, seed=0)
@@ -87,6 +88,8 @@ class Operations:
         """q(z|x) for images (N, C, H, W); with `sample`, one seeded draw z = mean + exp(log_var/2) * eps."""
         check_image_count(len(images), self.settings.max_images_per_request)
         mean, log_var = await model.encode(images)
+        if model.monitor is not None:
+            model.monitor.observe_encode(images, mean)
         return Encoded(mean, log_var, sample_posterior(mean, log_var, seed) if sample else None)
 
     async def decode(self, model: LoadedModel, z: F32) -> F32:
@@ -126,7 +129,10 @@ class Operations:
         if len(images) * k > self.settings.max_total_importance_samples:
             raise too_much_work(len(images), k, self.settings.max_total_importance_samples)
         scores = await model.score(images, k, seed)
-        return Scored(scores, decide(calibration, scores.scores, score, false_positive_rate), k, seed)
+        decision = decide(calibration, scores.scores, score, false_positive_rate)
+        if model.monitor is not None:
+            model.monitor.observe_score(images, scores, decision)
+        return Scored(scores, decision, k, seed)
 
     async def reconstruct(
         self, model: LoadedModel, images: F32, *, importance_samples: int | None = None, seed: int = 0
@@ -197,8 +203,7 @@ class Operations:
                 f"{tool} takes 1 image or latent, got {len(rows)} {given[0]}",
             )  # fmt: skip
         if codes.images is not None:
-            mean, _ = await model.encode(codes.images)
-            return mean
+            return (await self.encode(model, codes.images)).mean  # monitored like any encode
         return model.runtime.check_latents(rows)
 
     def _importance_samples(self, model: LoadedModel, requested: int | None) -> int:

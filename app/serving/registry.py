@@ -15,11 +15,14 @@ import numpy as np
 from numpy.typing import NDArray
 from starlette.concurrency import run_in_threadpool
 
+from app import tracing
 from app.metrics import ServiceMetrics
+from app.monitoring.monitor import ModelMonitor, MonitorConfig
 from app.serving.batching import BatchFn, MicroBatcher, Outputs, PassThrough
 from app.settings import Settings
 from model.bundle import Manifest, list_repository, load_bundle
 from model.errors import BundleError
+from model.golden import verify_golden
 from model.runtime import RuntimeOptions, ScoreBatch, VAERuntime, join_parts, sample_chunks
 
 log = logging.getLogger(__name__)
@@ -43,8 +46,9 @@ class LoadedModel:
     def __init__(self, runtime: VAERuntime) -> None:
         self.runtime = runtime
         self.executors: dict[str, MicroBatcher | PassThrough] = {
-            op: PassThrough(fn) for op, fn in self._functions().items()
+            op: PassThrough(fn, self._span_attributes(op)) for op, fn in self._functions().items()
         }
+        self.monitor: ModelMonitor | None = None  # what the operations layer reports to; None: monitoring off
 
     @property
     def manifest(self) -> Manifest:
@@ -53,6 +57,9 @@ class LoadedModel:
     @property
     def key(self) -> str:
         return f"{self.manifest.name}:{self.manifest.version}"
+
+    def _span_attributes(self, operation: str) -> dict[str, str]:
+        return {tracing.MODEL: self.key, tracing.OPERATION: operation}
 
     def _functions(self) -> dict[str, BatchFn]:
         rt = self.runtime
@@ -79,6 +86,7 @@ class LoadedModel:
                 settings.batch_max_delay_us,
                 settings.batch_queue_size,
                 on_batch=metrics.batch_observer(self.key, op),
+                attributes=self._span_attributes(op),
             )
             for op, fn in self._functions().items()
         }
@@ -112,7 +120,7 @@ class LoadedModel:
         parts = []
         for start, stop in sample_chunks(importance_samples):
             parts.append(await self.executors["score"].submit((seed, start, stop), images))
-        return join_parts(parts, importance_samples, self.manifest.input.dims)
+        return join_parts(self.manifest, parts, importance_samples)
 
 
 async def reload_registry(state: Any, settings: Settings, lock: asyncio.Lock) -> ModelRegistry:
@@ -127,6 +135,7 @@ async def reload_registry(state: Any, settings: Settings, lock: asyncio.Lock) ->
         await run_in_threadpool(new.warm_up)
         new.start_batching(settings, state.metrics)
         old: ModelRegistry | None = state.registry
+        new.start_monitoring(settings, old)
         state.registry = new
     if old is not None:
         await old.stop_batching()
@@ -160,6 +169,7 @@ class ModelRegistry:
         models: dict[str, LoadedModel] = {}
         for path in paths:
             model = LoadedModel(VAERuntime(load_bundle(path), options))
+            verify_golden(model.runtime)  # the bundle's golden set, recomputed here: BundleError on a mismatch
             if model.key in models:
                 raise BundleError(
                     str(path), f"{model.key} is already served from {models[model.key].runtime.bundle.path}"
@@ -202,6 +212,28 @@ class ModelRegistry:
 
     async def stop_batching(self) -> None:
         await asyncio.gather(*(m.stop_batching() for m in self.all()))
+
+    def start_monitoring(self, settings: Settings, previous: ModelRegistry | None = None) -> None:
+        """Give each model a monitor (app/monitoring/), unless monitoring is off.
+
+        On a reload (`previous`), a model whose bundle is unchanged (an equal manifest: the same
+        files, calibration and training latents) keeps its monitor, so its windows, counts and
+        last drift report go on; a new or changed bundle starts afresh, since an old encoder's
+        latents and an old calibration's decisions say nothing of the new one's.
+        """
+        if not settings.monitoring:
+            return
+        config = MonitorConfig(settings.anomaly_rate_window, settings.drift_window if settings.drift_interval_s else 0)
+        kept = {m.key: m for m in previous.all()} if previous is not None else {}
+        for m in self.all():
+            old = kept.get(m.key)
+            if old is not None and old.monitor is not None and old.manifest == m.manifest:
+                m.monitor = old.monitor
+            else:
+                m.monitor = ModelMonitor(m.manifest, config)
+
+    def monitors(self) -> list[ModelMonitor]:
+        return [m.monitor for m in self.all() if m.monitor is not None]
 
     def warm_up(self) -> None:
         """Run every graph once, so the first request does not pay for lazy initialisation."""

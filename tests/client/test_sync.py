@@ -34,7 +34,7 @@ def test_health_readiness_and_models(vae: VAEClient, in_process: TestClient) -> 
     detail = vae.model("digits", "2")
     assert (detail.version, detail.versions, detail.latent_dim) == ("2", ["1", "2"], 4)
     assert set(detail.files) == {"encoder.onnx", "decoder.onnx", "MODEL_CARD.md", "samples.png",
-                                 "reconstructions.png", "loss_curve.png"}  # fmt: skip
+                                 "reconstructions.png", "loss_curve.png", "golden.json"}  # fmt: skip
 
 
 def test_encode_paths_bytes_and_arrays(vae: VAEClient, in_process: TestClient, digit_files: list[Path],

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from app.settings import SHIPPED_REPOSITORY
 from model.bundle import LatentStatistics
 from model.drift import (
     LatentWindow,
@@ -24,6 +25,7 @@ from model.drift import (
     moment_shift,
     squared_distances,
 )
+from tests.helpers import rotated, shipped_test_split
 
 
 def _mmd2_direct(x: np.ndarray, y: np.ndarray, sigma: float) -> float:
@@ -238,18 +240,11 @@ def test_shipped_model_sees_no_drift_on_held_out_digits_and_drift_on_rotated_one
 @pytest.fixture(scope="module")
 def shipped_test_latents() -> tuple[LatentStatistics, np.ndarray, np.ndarray]:
     pytest.importorskip("torch")  # training.data reads the dataset the bundle names
-    from app.settings import SHIPPED_REPOSITORY
     from model.bundle import list_repository, load_bundle
     from model.runtime import RuntimeOptions, VAERuntime
-    from training.config import DataConfig
-    from training.data import load_dataset
 
-    runtime = VAERuntime(load_bundle(list_repository(SHIPPED_REPOSITORY)[("mnist-vae", "1")]),
+    manifest, test = shipped_test_split()
+    runtime = VAERuntime(load_bundle(list_repository(SHIPPED_REPOSITORY)[(manifest.name, manifest.version)]),
                          RuntimeOptions(intra_op_threads=1))  # fmt: skip
-    manifest = runtime.manifest
-    assert manifest.latents is not None and manifest.dataset is not None
-    dataset = load_dataset(DataConfig())
-    perm = np.random.default_rng(manifest.dataset.split.seed).permutation(manifest.dataset.rows)
-    test = dataset.images[perm[: manifest.dataset.split.counts["test"]]]  # never trained on
-    rotated = np.ascontiguousarray(np.rot90(test, 1, axes=(2, 3)))
-    return manifest.latents, runtime.encode(test)[0], runtime.encode(rotated)[0]
+    assert manifest.latents is not None
+    return manifest.latents, runtime.encode(test)[0], runtime.encode(rotated(test))[0]

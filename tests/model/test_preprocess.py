@@ -61,6 +61,25 @@ def test_odd_size_is_resized_per_the_spec() -> None:
     assert out[0, :, :12].max() < 0.05 and out[0, :, 16:].min() > 0.95
 
 
+def test_centre_crop_keeps_the_aspect_ratio() -> None:
+    wide = np.zeros((28, 56), np.uint8)
+    wide[:, 14:42] = 255  # a white centre square between black margins
+    square = InputSpec(channels=1, height=28, width=28, colour_mode="L", resize="nearest", fit="center_crop")
+    np.testing.assert_array_equal(decode_image(png_bytes(wide), square), 1.0)  # only the centre is kept
+    stretched = decode_image(png_bytes(wide), square.model_copy(update={"fit": "stretch"}))
+    assert stretched[0, :, :7].max() == 0.0 and stretched[0, :, 7:21].min() == 1.0  # margins squeezed in
+
+
+def test_transparency_is_composited_on_the_background() -> None:
+    rgba = np.zeros((28, 28, 4), np.uint8)  # transparent black
+    rgba[:14, :, :] = 255  # the top half opaque white
+    spec = InputSpec(channels=1, height=28, width=28, colour_mode="L", background=(128 / 255,))
+    out = decode_image(png_bytes(rgba), spec)[0]
+    np.testing.assert_allclose(out[:14], 1.0)
+    np.testing.assert_allclose(out[14:], 128 / 255.0, atol=1e-6)
+    assert decode_image(png_bytes(rgba), GREY)[0, 14:].max() == 0.0  # the default black background
+
+
 def test_resize_error_policy_names_both_sizes() -> None:
     strict = GREY.model_copy(update={"resize": "error"})
     with pytest.raises(InputError, match="size 30x20 differs from the model's 28x28"):

@@ -174,7 +174,7 @@ def test_scores_are_the_same_whatever_the_pieces(runtime: VAERuntime, digit_imag
         for a, b in sample_chunks(k)
         for rows, more in [(images[:2], images[2:])]
     ]  # fmt: skip
-    pieced = join_parts(parts, k, runtime.input.dims)
+    pieced = join_parts(runtime.manifest, parts, k)
     for name in SCORE_NAMES:
         np.testing.assert_array_equal(pieced[name], whole[name], err_msg=name)
     np.testing.assert_array_equal(pieced.pixel_nll, whole.pixel_nll)
@@ -198,3 +198,40 @@ def test_latents_beyond_the_range_and_non_finite_outputs_are_refused(runtime: VA
         runtime.decode(z)
     with pytest.raises(NonFiniteOutputError, match="the model's image is not finite"):
         check_finite({"image": np.array([0.5, np.nan], np.float32)})
+
+
+def test_the_new_scores_against_independent_computations(runtime: VAERuntime, digit_images: np.ndarray) -> None:
+    """Each score of the posterior-mean reconstruction and of the latent code, recomputed with
+    torch, scikit-image, scipy and scikit-learn from the graphs' own outputs."""
+    from scipy.spatial.distance import mahalanobis
+    from skimage.metrics import structural_similarity
+
+    x = digit_images[:6]
+    got = runtime.score(x, importance_samples=4, seed=0)
+    mean, _ = runtime.encode(x)
+    logits = torch.from_numpy(runtime.decode_params(mean)).double()
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(x).double(), reduction="none")
+    np.testing.assert_allclose(got["posterior_mean_nll"], bce.flatten(1).sum(1).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(got.pixel_nll, bce.float().numpy(), rtol=1e-5, atol=1e-6)  # the heatmap
+    cb = torch.distributions.ContinuousBernoulli(logits=logits)
+    k = torch.from_numpy(np.round(x * 255).astype(np.float64))
+    low, high = ((k - 0.5) / 255).clamp(0, 1), ((k + 0.5) / 255).clamp(0, 1)
+    discretised = -torch.log(cb.cdf(high) - cb.cdf(low)).flatten(1).sum(1)
+    np.testing.assert_allclose(got["discretised_nll"], discretised.numpy(), rtol=1e-6)
+    recon = got.reconstructions.astype(np.float64)
+    ssim = [structural_similarity(a[0], b[0], data_range=1.0) for a, b in zip(x.astype(np.float64), recon, strict=True)]
+    np.testing.assert_allclose(got["dssim"], (1 - np.asarray(ssim)) / 2, rtol=1e-6)
+    latents = runtime.manifest.latents
+    precision = np.linalg.inv(np.asarray(latents.covariance) + 0.01 * np.eye(len(latents.mean)))  # the ridge
+    expected = [mahalanobis(m, latents.mean, precision) ** 2 for m in mean.astype(np.float64)]
+    np.testing.assert_allclose(got["mahalanobis"], expected, rtol=1e-5)
+
+
+def test_scores_that_need_what_a_bundle_lacks_are_nan(bundle: Bundle, tmp_path: Path, digit_images: np.ndarray) -> None:
+    files = {name: (bundle.path / name).read_bytes() for name in ("encoder.onnx", "decoder.onnx")}
+    for update, nan in (({"calibration": None}, ("fisher", "tippett")),
+                        ({"latents": None}, ("mahalanobis", "latent_nll", "fisher", "tippett"))):  # fmt: skip
+        manifest = bundle.manifest.model_copy(update={"golden": None, **update})
+        scores = VAERuntime(write_bundle(tmp_path / str(len(nan)), manifest, files)).score(digit_images[:2], 2, 0)
+        for name in SCORE_NAMES:
+            assert np.isnan(scores[name]).all() == (name in nan), name

@@ -80,3 +80,91 @@ def test_bits_per_dim() -> None:
 def test_complexity_is_the_nll_in_bits_minus_the_compressed_length() -> None:
     nll_nats = np.array([math.log(2.0) * 100.0, 0.0])
     np.testing.assert_allclose(S.complexity_corrected(nll_nats, np.array([30.0, 8.0])), [70.0, -8.0])
+
+
+def _bin_edges(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An independent statement of the 8-bit bins: value k/255 covers [(k - 1/2)/255, (k + 1/2)/255]."""
+    k = np.round(x * 255)
+    return (k - 0.5) / 255, (k + 0.5) / 255
+
+
+def test_continuous_bernoulli_bins_match_torch_cdf() -> None:
+    x = np.round(rng.random((2, 1, 6, 6)) * 255) / 255
+    x[0, 0, 0], x[0, 0, 1] = 0.0, 1.0  # the outer bins, open to 0 and 1
+    logits = rng.normal(scale=6.0, size=x.shape)
+    logits[1, 0, 0, :3] = [0.0, 1e-8, -3e-7]  # lambda = 1/2 and next to it, where the CDF's formula is 0/0
+    low, high = _bin_edges(x)
+    cb = torch.distributions.ContinuousBernoulli(logits=torch.from_numpy(logits))
+    expected = torch.log(cb.cdf(torch.from_numpy(np.clip(high, 0, 1))) - cb.cdf(torch.from_numpy(np.clip(low, 0, 1))))
+    np.testing.assert_allclose(S.continuous_bernoulli_bin_log_prob(x, logits), expected.numpy(), rtol=1e-6, atol=1e-9)
+
+
+def test_gaussian_bins_match_scipy_normal_and_keep_their_tails() -> None:
+    from scipy.stats import norm
+
+    x = np.round(rng.random((2, 3, 5, 5)) * 255) / 255
+    x[0, :, 0] = 0.0
+    x[0, :, 1] = 1.0
+    mean, log_scale = rng.random(x.shape), np.array([-2.5, -1.0, -4.0])
+    scale = np.exp(log_scale).reshape(3, 1, 1)
+    low, high = _bin_edges(x)
+    low, high = np.where(x == 0, -np.inf, low), np.where(x == 1, np.inf, high)
+    # log(F(b) - F(a)) = log F(b) + log1p(-F(a) / F(b)), from the tail on the far side of the mean
+    with np.errstate(divide="ignore", invalid="ignore"):  # np.where computes the side it then drops
+        upper = norm.logsf(low, mean, scale) + np.log1p(
+            -np.exp(norm.logsf(high, mean, scale) - norm.logsf(low, mean, scale))
+        )
+        lower = norm.logcdf(high, mean, scale) + np.log1p(
+            -np.exp(norm.logcdf(low, mean, scale) - norm.logcdf(high, mean, scale))
+        )
+    expected = np.where(low > mean, upper, lower)
+    np.testing.assert_allclose(S.gaussian_bin_log_prob(x, mean, log_scale), expected, rtol=1e-9)
+    far = S.gaussian_bin_log_prob(np.full((1, 1, 1, 1), 0.5), np.zeros((1, 1, 1, 1)), np.array([-5.0]))
+    assert np.isfinite(far).all() and far[0, 0, 0, 0] < -2700  # 74 standard deviations away: no -inf
+
+
+@pytest.mark.parametrize("shape", [(4, 1, 28, 28), (2, 3, 20, 17), (1, 1, 5, 9)])
+def test_ssim_is_scikit_image_structural_similarity(shape: tuple[int, ...]) -> None:
+    from skimage.metrics import structural_similarity
+
+    x = rng.random(shape)
+    y = np.clip(x + rng.normal(scale=0.2, size=shape), 0, 1)
+    window = min(7, shape[-1], shape[-2]) // 2 * 2 + 1 if min(shape[-2:]) < 7 else 7
+    expected = [
+        structural_similarity(a, b, data_range=1.0, channel_axis=0, win_size=window) for a, b in zip(x, y, strict=True)
+    ]
+    np.testing.assert_allclose(S.ssim(x, y), expected, rtol=1e-9)
+    np.testing.assert_allclose(S.dssim(x, y), (1 - np.asarray(expected)) / 2, rtol=1e-9)
+    np.testing.assert_allclose(S.ssim(x, x), 1.0)
+
+
+def test_mahalanobis_matches_scipy() -> None:
+    from scipy.spatial.distance import mahalanobis
+
+    data = rng.normal(size=(200, 4)) @ rng.normal(size=(4, 4))
+    mean, precision = data.mean(0), np.linalg.inv(np.cov(data.T))
+    z = rng.normal(size=(5, 4))
+    expected = [mahalanobis(row, mean, precision) ** 2 for row in z]
+    np.testing.assert_allclose(S.mahalanobis_squared(z, mean, precision), expected, rtol=1e-10)
+
+
+def test_mixture_nll_matches_scikit_learn() -> None:
+    from sklearn.mixture import GaussianMixture
+
+    data = np.concatenate([rng.normal(size=(150, 3)), rng.normal(loc=4.0, scale=0.5, size=(100, 3))])
+    gmm = GaussianMixture(3, covariance_type="full", random_state=0).fit(data)
+    z = rng.normal(scale=3.0, size=(20, 3))
+    got = S.mixture_nll(z, gmm.weights_, gmm.means_, gmm.precisions_cholesky_)
+    np.testing.assert_allclose(got, -gmm.score_samples(z), rtol=1e-10)
+
+
+def test_p_value_combinations_match_scipy_combine_pvalues() -> None:
+    from scipy.stats import combine_pvalues
+
+    p = rng.random((6, 3))
+    p[0] = [1.0, 1.0, 1.0]
+    p[1] = [1e-9, 0.5, 0.9]
+    fisher = [combine_pvalues(row, method="fisher").statistic for row in p]
+    tippett = [-np.log(combine_pvalues(row, method="tippett").pvalue) for row in p]
+    np.testing.assert_allclose(S.fisher_statistic(p), fisher, rtol=1e-12)
+    np.testing.assert_allclose(S.tippett_statistic(p), tippett, rtol=1e-9, atol=1e-15)

@@ -8,9 +8,11 @@ import pytest
 from app.settings import SHIPPED_REPOSITORY
 from model.bundle import list_repository, load_bundle
 from model.decision import p_values
+from model.golden import verify_golden
 from model.runtime import RuntimeOptions, VAERuntime, batched_scores
+from model.scores import CALIBRATED_SCORES, DEFAULT_COMBINATION, DEFAULT_MIXTURE_COMPONENTS, DEFAULT_SCORE
 from training.config import DataConfig
-from training.data import load_dataset
+from training.formats import open_source
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +31,13 @@ def test_quality_bar(shipped: VAERuntime) -> None:
 
 def test_calibrated_on_real_digits_and_flags_noise(shipped: VAERuntime) -> None:
     manifest = shipped.manifest
-    dataset = load_dataset(DataConfig())
+    dataset = open_source(DataConfig())
     assert dataset.fingerprint() == manifest.dataset.sha256  # the same data the manifest names
     counts = manifest.dataset.split.counts
     perm = np.random.default_rng(manifest.dataset.split.seed).permutation(manifest.dataset.rows)
     test_rows = perm[: counts["test"]][:200]
     cal = manifest.calibration
-    scores = batched_scores(shipped, dataset.images[test_rows], cal.importance_samples, cal.seed)
+    scores = batched_scores(shipped, dataset.read(test_rows), cal.importance_samples, cal.seed)
     flagged = np.mean(scores[cal.score] > cal.threshold)
     assert flagged <= 0.05  # calibrated at 1 %; 200 held-out digits leave room for chance
     assert np.median(scores["mse"]) < 0.02  # reconstructions are close
@@ -44,10 +46,25 @@ def test_calibrated_on_real_digits_and_flags_noise(shipped: VAERuntime) -> None:
 
 
 def test_default_score_and_simple_inputs(shipped: VAERuntime) -> None:
-    """mse decides (docs/anomaly.md); a blank image fools the likelihood, not mse or complexity."""
+    """fisher decides (docs/anomaly.md); a blank image fools the likelihood, not mse, complexity or fisher."""
     cal = shipped.manifest.calibration
-    assert cal.score == "mse" and set(cal.scores) == {"neg_elbo", "iwae_nll", "mse", "complexity"}
+    assert cal.score == DEFAULT_SCORE == "fisher" and tuple(cal.scores) == CALIBRATED_SCORES
+    assert tuple(cal.combination.scores) == DEFAULT_COMBINATION and cal.combination.split == "validation"
+    assert len(shipped.manifest.latents.mixture.weights) == DEFAULT_MIXTURE_COMPONENTS
     blank = shipped.score(np.zeros((1, 1, 28, 28), np.float32), cal.importance_samples, cal.seed)
     p = {name: p_values(cal.scores[name], blank[name])[0] for name in cal.scores}
     assert p["iwae_nll"] == 1.0  # more likely than every calibration digit (Nalisnick et al. 2019)
-    assert p["complexity"] < 0.01 and p["mse"] < 0.01 and blank["mse"][0] > cal.threshold
+    assert p["complexity"] < 0.01 and p["mse"] < 0.01 and p["fisher"] < 0.01 and blank["fisher"][0] > cal.threshold
+
+
+def test_recalibrated_without_retraining_and_proves_its_scores(shipped: VAERuntime) -> None:
+    """The shipped graphs are the ones trained in 2026-11 (their checksums have not moved); the
+    golden set comes from them alone, since the checkpoint does not ship, and verifies at load."""
+    files = shipped.manifest.files
+    assert files["encoder.onnx"].sha256 == "3ecf63696bc33ac09c7ecb4a06e3c62ce0533f15a3572f9f6ad9a084b7978e3a"
+    assert files["decoder.onnx"].sha256 == "0f5d3f1ca5d36e0b825b90a27ed16b305d46eb56bb72103df203f20cb394ced5"
+    golden = shipped.manifest.golden
+    assert golden is not None and golden.computed_by == "onnx" and golden.images == 7
+    checked = verify_golden(shipped)
+    assert [g.decision.is_anomaly for g in checked.images] == [False] * 3 + [True] * 4
+    assert shipped.manifest.calibration.pixel_threshold > 0

@@ -3,7 +3,6 @@ and every dashboard query finds the spec's metrics."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,9 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 
 from bench.harness import free_port
-from tests.monitoring.conftest import SHIPPED_RULES, Prometheus, fast_copy
+from tests.monitoring.conftest import SHIPPED_RULES, Prometheus, assert_every_dashboard_query_has_data, fast_copy
 from tests.monitoring.spec import EXAMPLE_LABELS, registry_with_every_metric, spec_metrics
-from tests.monitoring.test_rules import DASHBOARD
 
 MODEL = {"model": EXAMPLE_LABELS["model"], "version": EXAMPLE_LABELS["version"]}
 SELECTOR = '{model="mnist-vae", version="1"}'
@@ -70,21 +68,8 @@ def test_every_dashboard_query_finds_data_in_the_spec_metrics(
     """With one sample of every spec metric scraped, each panel's query gives at least one series."""
     url, _, metrics = exposition
     prom = start_prometheus(url)
-    variables = {"$__rate_interval": "1m", "$model": "mnist-vae", "$version": "1", "$score": "mse"}
-    dashboard = json.loads(DASHBOARD.read_text())
-    queries = {t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])}
     for name in ("vaeserve_requests", "vaeserve_decisions", "vaeserve_refused_inputs"):  # counters that move
         metrics[name].labels(**{label: EXAMPLE_LABELS[label] for label in spec_metrics()[name].labels}).inc()
-
-    def substituted(expr: str) -> str:
-        for variable, value in variables.items():
-            expr = expr.replace(variable, value)
-        return expr
-
     prom.wait_until(lambda: (prom.value('count(up{job="vaeserve"} == 1)') or 0) >= 1, "the first scrape")
     prom.wait_until(lambda: (prom.value("count_over_time(vaeserve_requests_in_flight[1m])") or 0) >= 2, "two scrapes")
-    try:
-        prom.wait_until(lambda: all(prom.query(substituted(q)) for q in queries), "data for every dashboard query", 10)
-    finally:
-        empty = [q for q in queries if not prom.query(substituted(q))]
-        assert not empty and len(queries) >= 20, empty
+    assert_every_dashboard_query_has_data(prom, 10)

@@ -10,10 +10,10 @@ from pathlib import Path
 import yaml
 
 from app.metrics import ServiceMetrics
+from bench.prometheus import DASHBOARD
 from tests.monitoring.conftest import MONITORING, SHIPPED_RULES, require_tool
 from tests.monitoring.spec import names_in, spec_metrics, spec_series
 
-DASHBOARD = MONITORING / "grafana" / "dashboards" / "vaeserve.json"
 RULE_TESTS = sorted((MONITORING / "tests").glob("*.yml"))
 
 

@@ -11,8 +11,9 @@ from PIL import Image
 
 from model.bundle import Bundle
 from training.anomaly_sets import load_set
-from training.data import DataError, bundle_splits
+from training.data import bundle_splits
 from training.evaluate import EVALUATED_SCORES, main, score_metrics
+from training.sources import DataError
 
 
 def test_score_metrics_on_known_values() -> None:
@@ -25,7 +26,7 @@ def test_score_metrics_on_known_values() -> None:
 
 
 def test_builtin_sets_are_deterministic_images(bundle: Bundle) -> None:
-    normal = bundle_splits(bundle.manifest)["test"]
+    normal = bundle_splits(bundle.manifest)["test"].array()
     for kind in ("noise", "inverted", "rotated", "letters", "digits8x8"):
         images = load_set(f"builtin:{kind}", bundle.manifest, normal, 12, seed=3)
         assert images.shape == (12, 1, 28, 28) and images.dtype == np.float32, kind
@@ -48,7 +49,7 @@ def test_unknown_or_impossible_sets(bundle: Bundle) -> None:
 
 def test_evaluate_end_to_end(bundle: Bundle, tmp_path: Path, digits_npz: Path) -> None:
     out = tmp_path / "eval"
-    code = main([str(bundle.path), "--anomaly", "builtin:noise", "builtin:letters", str(digits_npz),
+    code = main([str(bundle.path), "--anomaly", "builtin:noise", "family:letters-serif", str(digits_npz),
                  "--out", str(out), "--limit", "40", "--importance-samples", "4", "-q"])  # fmt: skip
     assert code == 0
     results = json.loads((out / "evaluation.json").read_text())["results"]

@@ -5,15 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from training.config import RunConfig, load_config
-from training.loop import Trainer, kl_weight, learning_rate
+from training.loop import Trainer, TrainingError, kl_weight, learning_rate
+from training.sources import ImageSplit
 
 
 def _config(*overrides: str) -> RunConfig:
-    base = ["model.arch=mlp", "model.hidden=[16]", "model.latent_dim=2", "train.batch_size=32"]
+    base = ["model.arch=mlp", "model.hidden=[16]", "model.latent_dim=2", "train.batch_size=32",
+            "data.channels=1", "data.height=28", "data.width=28"]  # fmt: skip
     return load_config(None, base + list(overrides))
+
+
+def _split(images: torch.Tensor) -> ImageSplit:
+    return ImageSplit.of(images.numpy())
 
 
 def test_cosine_learning_rate() -> None:
@@ -32,7 +39,7 @@ def test_early_stopping_keeps_the_best_weights(tmp_path: Path, digit_images: np.
     images = torch.from_numpy(digit_images)
     # A huge learning rate makes validation worse after the first epochs, so patience runs out.
     config = _config("train.epochs=40", "train.early_stopping_patience=2", "train.lr=0.05")
-    trainer = Trainer(config, images, images[:16], tmp_path, progress=False)
+    trainer = Trainer(config, _split(images), _split(images[:16]), tmp_path, progress=False)
     state = trainer.fit()
     assert state.stopped_early and state.epoch < 40
     assert state.epoch - state.best_epoch == 2
@@ -41,23 +48,19 @@ def test_early_stopping_keeps_the_best_weights(tmp_path: Path, digit_images: np.
     assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in state.best_weights.items())
 
 
-def test_random_shift_translates_whole_images() -> None:
-    from training.loop import random_shift
+def test_the_global_batch_must_split_evenly(tmp_path: Path, digit_images: np.ndarray) -> None:
+    from training.distributed import Processes
 
-    images = torch.zeros(64, 1, 8, 8)
-    images[:, 0, 3:5, 3:5] = 1.0  # a centred square
-    shifted = random_shift(images, 2, torch.Generator().manual_seed(0))
-    assert shifted.shape == images.shape and torch.equal(shifted.sum((1, 2, 3)), images.sum((1, 2, 3)))
-    tops = [int(torch.nonzero(s[0])[:, 0].min()) for s in shifted]
-    lefts = [int(torch.nonzero(s[0])[:, 1].min()) for s in shifted]
-    assert set(tops) == set(lefts) == {1, 2, 3, 4, 5}  # every offset in [-2, 2] occurs
+    images = _split(torch.from_numpy(digit_images))
+    with pytest.raises(TrainingError, match=r"train\.batch_size 30 must be divisible by the 4 processes"):
+        Trainer(_config("train.batch_size=30"), images, images, tmp_path, processes=Processes(world_size=4))
 
 
 def test_keep_last_exports_the_final_weights(tmp_path: Path, digit_images: np.ndarray) -> None:
     images = torch.from_numpy(digit_images)
     config = _config("train.epochs=8", 'train.keep="last"', "train.lr=0.01")
     # Validating on inverted digits: the better the model fits digits, the worse it gets there.
-    trainer = Trainer(config, images, 1.0 - images[:16], tmp_path, progress=False)
+    trainer = Trainer(config, _split(images), _split(1.0 - images[:16]), tmp_path, progress=False)
     state = trainer.fit()
     assert state.best_epoch < 8  # so "best" and "last" are different weights
     weights = trainer.model.state_dict()

@@ -30,7 +30,7 @@ def _train(out: Path, data: Path, *extra: str, epochs: int = 2, run_dir: Path | 
 def test_bundle_is_complete_and_self_describing(bundle: Bundle) -> None:
     m = bundle.manifest
     assert set(m.files) == {"encoder.onnx", "decoder.onnx", "MODEL_CARD.md", "samples.png",
-                            "reconstructions.png", "loss_curve.png"}  # fmt: skip
+                            "reconstructions.png", "loss_curve.png", "golden.json"}  # fmt: skip
     assert (m.name, m.version, m.latent_dim, m.likelihood.kind) == ("digits", "1", 4, "bernoulli")
     assert m.dataset.rows == 300 and m.dataset.split.counts == {
         "test": 60,
@@ -47,6 +47,11 @@ def test_bundle_is_complete_and_self_describing(bundle: Bundle) -> None:
     assert cal.threshold == threshold_at_fpr(cal.scores[cal.score], cal.false_positive_rate)
     card = (bundle.path / "MODEL_CARD.md").read_text()
     assert f"{test.iwae_nll:.2f} (K=16)" in card and "python -m training" in card
+    assert (m.training.device, m.training.world_size, m.dataset.fingerprint) == ("cpu", 1, "array")
+    # 60 calibration images cannot promise FPR 0.01: the smallest p-value is 1/61, and the card says so.
+    assert cal.smallest_p_value == pytest.approx(1 / 61)
+    assert "**Warning**: 60 calibration images are too few for a false-positive rate of 0.01" in card
+    assert "about 0.0164; calibrate on at least 99 images" in card
     for name in ("samples.png", "reconstructions.png"):
         with Image.open(bundle.path / name) as image:
             assert image.size == (8 * 30 + 2, 8 * 30 + 2)
@@ -77,7 +82,7 @@ def _default_sigint() -> None:
 def test_ctrl_c_keeps_a_checkpoint_and_writes_no_bundle(digits_npz: Path, tmp_path: Path) -> None:
     out, run_dir = tmp_path / "m" / "1", tmp_path / "run"
     cmd = [sys.executable, "-m", "training", "--data", str(digits_npz), "--epochs", "500", "--out", str(out),
-           "--run-dir", str(run_dir), "--name", "digits", *TINY_ARGS]  # fmt: skip
+           "--run-dir", str(run_dir), "--name", "digits", *[a for a in TINY_ARGS if a != "-q"]]  # fmt: skip
     # A runner started in the background (`make test &`, nohup, CI) hands its children SIGINT
     # ignored: give the child the default disposition, as a terminal's Ctrl-C would find it.
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
@@ -88,6 +93,7 @@ def test_ctrl_c_keeps_a_checkpoint_and_writes_no_bundle(digits_npz: Path, tmp_pa
     _, stderr = proc.communicate(timeout=180)  # a hang guard, generous for a loaded machine
     assert proc.returncode == 130, stderr
     assert f"the last finished epoch is saved in {run_dir / 'checkpoint.pt'}; rerun with --resume" in stderr
+    assert "INFO training.loop: epoch 1:" in stderr and "%|" not in stderr  # a pipe gets the log, no progress bars
     assert not out.exists() and (run_dir / "checkpoint.pt").exists()
     done = torch.load(run_dir / "checkpoint.pt", weights_only=False)["state"].epoch
     assert _train(out, digits_npz, "--resume", epochs=done + 1, run_dir=run_dir) == 0
@@ -149,7 +155,63 @@ def test_bad_data_exits_2_with_a_message(tmp_path: Path, make, message: str, cap
     import re
 
     assert re.search(message, capsys.readouterr().err)
-    assert not (tmp_path / "m" / "1").exists()
+    assert not (tmp_path / "m").exists()  # a failed run leaves no empty folder behind
+
+
+def test_labels_name_class_folders_and_errors_list_them(tmp_path: Path, capsys) -> None:
+    from tests.helpers import png_bytes, real_digits
+
+    images, _ = real_digits(6)
+    for i, image in enumerate(images):
+        (tmp_path / "data" / "357"[i % 3]).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / "357"[i % 3] / f"{i}.png").write_bytes(png_bytes(image))
+    assert _train(tmp_path / "m" / "1", tmp_path / "data", "--labels", "4,5") == 2
+    err = capsys.readouterr().err
+    assert "error: no class named '4' in " in err and err.rstrip().endswith("(classes: 3, 5, 7)")
+    assert not (tmp_path / "m").exists()
+    assert cli.build_config(cli.parse_args(["--out", "x/1", "--labels", "3,cats,03"])).data.labels == [3, "cats", "03"]
+
+
+def test_reproduce_command_runs_from_the_repository_root(monkeypatch) -> None:
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root / "docs")
+    argv = ["--config", "../training/configs/mnist.toml", f"--out={root}/model/zoo/x/1", "--data", "mnist",
+            "--set", f'data.source="{root}/tests"', "--run-dir", "/elsewhere/run", "--seed", "3"]  # fmt: skip
+    assert cli.reproduce_command(argv, 1) == (
+        "python -m training --config training/configs/mnist.toml --out=model/zoo/x/1 --data mnist "
+        "--set 'data.source=\"tests\"' --run-dir /elsewhere/run --seed 3"
+    )
+    assert cli.reproduce_command(["--data", "mnist"], 4) == "torchrun --nproc-per-node 4 -m training --data mnist"
+
+
+def test_progress_bars_on_a_terminal_only(digits_npz: Path, tmp_path: Path) -> None:
+    """Every long phase shows a bar with its rate on a terminal (the Ctrl-C test checks a pipe gets none)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    args = ["--data", str(digits_npz), "--epochs", "1", "--run-dir", str(tmp_path / "run"), "--name", "digits",
+            *[a for a in TINY_ARGS if a != "-q"]]  # fmt: skip
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))  # a terminal 160 columns wide
+    proc = subprocess.Popen([sys.executable, "-m", "training", "--out", str(tmp_path / "tty" / "1"), *args],
+                            stdout=follower, stderr=follower)  # fmt: skip
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the run is over
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=300) == 0, seen.decode(errors="replace")[-2000:]
+    text = seen.decode(errors="replace")
+    for bar in ("fingerprint", "epochs", "calibration", "validation K=8", "test K=16"):
+        assert bar in text, bar
+    assert "img/s" in text and "<00:00" in text  # rates and ETA
 
 
 def test_unwritable_output_exits_2(digits_npz: Path, tmp_path: Path, capsys) -> None:
@@ -158,6 +220,41 @@ def test_unwritable_output_exits_2(digits_npz: Path, tmp_path: Path, capsys) -> 
         (tmp_path / "ro").mkdir(mode=0o500)
     assert _train(target, digits_npz) == 2
     assert "cannot write there" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--device", "cuda"], "error: --device cuda: torch sees no CUDA device here (torch 2."),
+        (["--device", "cuda:1"], "error: --device cuda:1: torch sees no CUDA device here"),
+        (
+            ["--set", 'train.precision="fp16"', "--device", "cpu"],
+            "error: train.precision=fp16 needs a CUDA device; on cpu use fp32",
+        ),
+        (["--device", "tpu"], "error: train.device: String should match pattern"),
+    ],
+)
+def test_a_device_that_is_not_here_exits_2(digits_npz: Path, tmp_path: Path, capsys, args, message: str) -> None:
+    assert _train(tmp_path / "m" / "1", digits_npz, *args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+def test_bf16_autocast_still_exports_float32_graphs_that_pass_parity(digits_npz: Path, tmp_path: Path) -> None:
+    import onnx
+
+    out = tmp_path / "bf16" / "1"
+    assert _train(out, digits_npz, "--set", 'train.precision="bf16"', epochs=1) == 0  # parity gate passed
+    manifest = load_bundle(out).manifest
+    assert manifest.training.config["train"]["precision"] == "bf16" and "(bf16)" in (out / "MODEL_CARD.md").read_text()
+    half = {onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+    for name in ("encoder.onnx", "decoder.onnx"):
+        graph = onnx.load(out / name).graph
+        assert {t.type.tensor_type.elem_type for t in [*graph.input, *graph.output]} == {onnx.TensorProto.FLOAT}
+        assert not {i.data_type for i in graph.initializer} & half, name  # the weights stayed float32
+        casts = [a.i for node in graph.node if node.op_type == "Cast" for a in node.attribute if a.name == "to"]
+        assert not set(casts) & half, name
 
 
 def test_bad_config_exits_2(digits_npz: Path, tmp_path: Path, capsys) -> None:

@@ -49,7 +49,9 @@ def test_manifest_records_the_quality_it_kept(bundle: Bundle, quantized: Bundle)
         f"AUROC {s} {score}" for s in OOD_SETS for score in CALIBRATED_SCORES
     }
     assert set(checks) == expected
-    assert all(c.passed and c.tolerance == (0.005 if c.metric.startswith("AUROC") else 0.5) for c in q.quality)
+    assert all(
+        c.passed and c.tolerance == (0.1 if c.metric.startswith("AUROC") else 5.0) for c in q.quality
+    )  # as given
     parent_test = next(s for s in bundle.manifest.metrics if s.split == "test")
     new_test = next(s for s in quantized.manifest.metrics if s.split == "test")
     # The gate measured the parent as its own training did, and the manifest's metrics are the int8 graphs'.
@@ -62,12 +64,11 @@ def test_manifest_records_the_quality_it_kept(bundle: Bundle, quantized: Bundle)
 
 def test_thresholds_come_from_the_int8_graphs(bundle: Bundle, quantized: Bundle) -> None:
     cal, old = quantized.manifest.calibration, bundle.manifest.calibration
-    again = calibrate(
-        VAERuntime(quantized),
-        bundle_splits(quantized.manifest)["calibration"],
-        CalibrationConfig(score=cal.score, false_positive_rate=cal.false_positive_rate,
-                          importance_samples=cal.importance_samples, seed=cal.seed),
-    )  # fmt: skip
+    splits = bundle_splits(quantized.manifest)
+    config = CalibrationConfig(score=cal.score, false_positive_rate=cal.false_positive_rate,
+                               importance_samples=cal.importance_samples, seed=cal.seed,
+                               combine=list(cal.combination.scores))  # fmt: skip
+    again = calibrate(VAERuntime(quantized), splits["calibration"], splits["validation"], config)
     assert again == cal
     assert cal.scores != old.scores and (cal.score, cal.importance_samples) == (old.score, old.importance_samples)
 

@@ -45,7 +45,7 @@ def test_every_operation_of_the_live_schema_conforms(repository: Path) -> None:
             tested.append(operation.label)
     assert sorted(tested) == sorted([  # every route of the API was exercised
         "GET /healthz", "GET /metrics", "GET /readyz", "GET /v1/limits", "GET /v1/models", "GET /v1/models/{name}",
-        "GET /v1/samples",
+        "GET /v1/samples", "GET /v1/models/{name}/monitoring",
         "POST /v1/admin/reload", "POST /v1/decode", "POST /v1/encode", "POST /v1/reconstruct", "POST /v1/score",
         "POST /v1/interpolate", "POST /v1/traverse",
         "GET /v2", "GET /v2/health/live", "GET /v2/health/ready",

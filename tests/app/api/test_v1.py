@@ -213,11 +213,17 @@ def test_score_equals_the_runtime_with_the_calibrated_decision(
     assert [x["is_anomaly"] for x in body["results"]] == [bool(v > cal.threshold) for v in decided]
 
 
-def test_score_defaults_to_the_calibrated_k_and_flags_noise(client: TestClient, runtime: VAERuntime) -> None:
+def test_score_defaults_to_the_calibrated_k_and_score_and_flags_noise(client: TestClient, runtime: VAERuntime) -> None:
     noise = np.random.default_rng(0).random((2, 1, 28, 28)).round(3)
+    cal = runtime.manifest.calibration
     body = client.post("/v1/score", json={"arrays": noise.tolist()}).json()
-    assert body["importance_samples"] == runtime.manifest.calibration.importance_samples
-    assert all(x["is_anomaly"] and x["p_value"] == 1 / 61 for x in body["results"])
+    assert body["importance_samples"] == cal.importance_samples and body["score"] == cal.score == "fisher"
+    expected = runtime.score(noise.astype(np.float32), cal.importance_samples, 0)["fisher"]
+    assert [x["score"] for x in body["results"]] == [x["fisher"] for x in body["results"]] == expected.tolist()
+    # This barely trained model's combination has a 30-image reference split, so its p-values
+    # stop at 1/31 and fisher cannot rank noise above every calibration digit; mse can.
+    strict = client.post("/v1/score?score=mse", json={"arrays": noise.tolist()}).json()
+    assert all(x["is_anomaly"] and x["p_value"] == 1 / 61 for x in strict["results"])
 
 
 def test_score_with_another_score_and_rate(client: TestClient, runtime: VAERuntime, digit_pngs) -> None:
@@ -405,7 +411,11 @@ def test_samples_out_of_range(client: TestClient, query: str, detail: str) -> No
             "importance_samples=5001",
             "importance_samples must be between 1 and 5000 (VAESERVE_MAX_IMPORTANCE_SAMPLES), got 5001",
         ),
-        ("score=likelihood", "query score: Input should be 'neg_elbo', 'iwae_nll', 'mse' or 'complexity'"),
+        (
+            "score=likelihood",
+            "query score: Input should be 'neg_elbo', 'iwae_nll', 'mse', 'complexity', "
+            "'posterior_mean_nll', 'discretised_nll', 'dssim', 'mahalanobis', 'latent_nll', 'fisher' or 'tippett'",
+        ),
         ("false_positive_rate=1", "query false_positive_rate: Input should be less than 1"),
     ],
 )

@@ -227,7 +227,8 @@ BAD_REQUESTS = [
      400, "parameter importanc_samples: Extra inputs are not permitted (parameters of digits-scorer: "
      "importance_samples, seed, score, false_positive_rate)"),
     ("digits-scorer", _raw({"inputs": [{**IMAGE, "data": [0.0] * 784}], "parameters": {"score": "kl"}}),
-     400, "parameter score: 'kl' is not a calibrated score (neg_elbo, iwae_nll, mse, complexity)"),
+     400, "parameter score: 'kl' is not a calibrated score (neg_elbo, iwae_nll, mse, complexity, posterior_mean_nll, "
+     "discretised_nll, dssim, mahalanobis, latent_nll, fisher, tippett)"),
     ("digits-scorer", _raw({"inputs": [{**IMAGE, "data": [0.0] * 784}],
                             "parameters": {"importance_samples": 0}}),
      400, "importance_samples must be between 1 and 5000 (VAESERVE_MAX_IMPORTANCE_SAMPLES), got 0"),
