@@ -2,6 +2,7 @@
 
     python -m bench.ab --base 3a092e7                       # 3 rounds, c=16 and 64, 5 s a point
     python -m bench.ab --base main~3 --rounds 5 --seconds 10 --out bench/results/ab.json
+    python -m bench.ab --base HEAD --env-a VAESERVE_HOT_PATHS=false   # one setting, same code
 
 The base revision is checked out into a temporary git worktree; each server serves its own
 tree's shipped model, with batching on and one ONNX Runtime thread, logging as in production
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -69,10 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base", required=True, help="the git revision to compare with (A); this checkout is B")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=5.0, help="per hey run")
+    p.add_argument("--env-a", action="append", default=[], metavar="NAME=VALUE", help="a setting for A only")
+    p.add_argument("--env-b", action="append", default=[], metavar="NAME=VALUE", help="a setting for B only")
     p.add_argument("--out", type=Path, help="raw numbers (JSON)")
     args = p.parse_args(argv)
     spec = load_bundle(MODEL).manifest.input
     env = without_settings(VAESERVE_ORT_INTRA_OP_THREADS="1", VAESERVE_WORKERS="1", VAESERVE_LOG_FORMAT="json")
+    side_env = {"A": dict(v.split("=", 1) for v in args.env_a), "B": dict(v.split("=", 1) for v in args.env_b)}
+    load_before = os.getloadavg()
     rates: dict[str, list[float]] = {}
     batches: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp, checkout(args.base) as base:
@@ -84,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
                   ("/v1/score", "png", 16), ("/v1/score", "png", 64)]  # fmt: skip
         for round_ in range(args.rounds):
             for side, cwd in (("A", base), ("B", ROOT)):
-                with serve(server_argv(cwd), env={**env, "PYTHONPATH": str(cwd)}, cwd=cwd, timeout_s=120) as live:
+                with serve(
+                    server_argv(cwd), env={**env, **side_env[side], "PYTHONPATH": str(cwd)}, cwd=cwd, timeout_s=120
+                ) as live:
                     for path, kind, c in points:
                         before = batch_totals(live.url)
                         rate = measure_rate(live.url + path, bodies[kind], c, args.seconds)
@@ -93,7 +101,14 @@ def main(argv: list[str] | None = None) -> int:
                         if path == "/v1/encode":
                             batches.setdefault(key, []).append((rows - before[1]) / max(calls - before[0], 1))
                         print(f"round {round_ + 1} {key}: {rate:.1f} req/s", flush=True)
-    print(f"\nA = {args.base}, B = this checkout; median req/s over {args.rounds} rounds (mean encode batch)\n")
+    settings = "".join(
+        f", {side} with {' '.join(f'{k}={v}' for k, v in e.items())}" for side, e in side_env.items() if e
+    )
+    print(
+        f"\nA = {args.base}, B = this checkout{settings}; median req/s over {args.rounds} rounds (mean encode batch)\n"
+    )
+    load = {"before": load_before, "after": os.getloadavg()}
+    print(f"load average (1, 5, 15 min): {load['before']} before, {load['after']} after\n")
     print("| request | A | B | B/A |\n|---|---|---|---|")
     summary = {}
     for path, kind, c in points:
@@ -104,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                  for side, rate in (("A", a), ("B", b))}  # fmt: skip
         print(f"| {path} {kind} c={c} | {shown['A']} | {shown['B']} | {b / a:.2f} |")
     if args.out:
-        doc = {"base": args.base, "rounds": args.rounds, "seconds": args.seconds, "raw": rates, "batches": batches,
-               "median": summary}  # fmt: skip
+        doc = {"base": args.base, "env": side_env, "load_average": load, "rounds": args.rounds,
+               "seconds": args.seconds, "raw": rates, "batches": batches, "median": summary}  # fmt: skip
         args.out.write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
