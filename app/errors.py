@@ -175,15 +175,18 @@ class ErrorRenderers:
         return render_problem
 
 
+# Starlette answers these classes in its exception middleware, inside ours (app/api/middleware.py);
+# any other exception only in its outermost one (ServerErrorMiddleware), which re-raises after
+# answering (to log), outside ours: that 500 has no X-Request-ID. install_handlers names them all.
+ANSWERED_INSIDE = (ServiceError, InputError, QueueFullError, ModelNotFoundError, RequestValidationError,
+                   ValidationError, StarletteHTTPException)  # fmt: skip
+
+
 def install_handlers(app: FastAPI, renderers: ErrorRenderers) -> None:
     """Answer every exception with a ServiceError, rendered in its path's protocol."""
 
     async def handle(request: Request, exc: Exception) -> Response:
         return renderers.respond(request, exc)
 
-    # Starlette answers the classes it knows in its exception middleware; `Exception` itself
-    # only in its outermost one, which re-raises after answering (to log): name them all.
-    known = (ServiceError, InputError, QueueFullError, ModelNotFoundError, RequestValidationError, ValidationError,
-             StarletteHTTPException)  # fmt: skip
-    for kind in (*known, Exception):
+    for kind in (*ANSWERED_INSIDE, Exception):
         app.add_exception_handler(kind, handle)

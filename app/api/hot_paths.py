@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.security import require_api_key
 from app.api.v2_models import resolve
-from app.errors import ErrorRenderers, not_ready
+from app.errors import ANSWERED_INSIDE, ErrorRenderers, not_ready
 from app.serving.registry import ModelRegistry
 from wire.v1 import ScoreName
 
@@ -190,7 +190,7 @@ class HotPaths:
             try:
                 await require_api_key(request)
                 response = await respond(request)
-            except Exception as exc:
+            except ANSWERED_INSIDE as exc:  # others go on to the outermost handler, as from FastAPI's routes
                 response = self._renderers.respond(request, exc)
             await response(scope, receive, send)
 
