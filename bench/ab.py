@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=5.0, help="per hey run")
     p.add_argument("--env-a", action="append", default=[], metavar="NAME=VALUE", help="a setting for A only")
     p.add_argument("--env-b", action="append", default=[], metavar="NAME=VALUE", help="a setting for B only")
+    p.add_argument("--only", help="only the points whose path contains this, e.g. /v1/score")
     p.add_argument("--out", type=Path, help="raw numbers (JSON)")
     args = p.parse_args(argv)
     spec = load_bundle(MODEL).manifest.input
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         bodies["json"] = Body(json_body, "application/json", 1)
         points = [("/v1/encode", "png", 16), ("/v1/encode", "png", 64), ("/v1/encode", "json", 64),
                   ("/v1/score", "png", 16), ("/v1/score", "png", 64)]  # fmt: skip
+        points = [point for point in points if args.only is None or args.only in point[0]]
         for round_ in range(args.rounds):
             for side, cwd in (("A", base), ("B", ROOT)):
                 with serve(

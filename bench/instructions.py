@@ -91,7 +91,6 @@ def measure(
     images = BATCH if kind == "npy" else 1
     return {
         "label": label,
-        "tree": str(tree),
         "kind": kind,
         "requests": requests,
         "concurrency": concurrency,
