@@ -8,10 +8,13 @@ functions the service uses for uploads, so the two cannot drift apart.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,24 +32,31 @@ _ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
 
 
-def decode_image(
-    data: bytes, spec: InputSpec, *, index: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> NDArray[np.float32]:
-    """Decode PNG/JPEG/TIFF/... bytes into (C, H, W) float32 in [0, 1] per `spec`.
+# The formats Pillow may open: the common raster formats (training's image folders take the
+# same). Every other plugin stays closed: EPS would run Ghostscript on untrusted PostScript,
+# and rarely used decoders are where parsing bugs live.
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")  # JPEG opens MPO (phones) too
+_FORMAT_NAMES = "PNG, JPEG, GIF, BMP, TIFF, WebP or PPM"
 
-    The pixel count is checked from the header before any pixel is decoded, so a
-    decompression bomb costs nothing. Multi-frame images (GIF, TIFF, APNG, WebP) give their
-    first frame. Then `to_model_input` turns the picture a viewer would show into the
-    model's input. Raises InvalidImageError (not decodable), InputTooLargeError,
-    UnsupportedImageError or InputError (see `to_model_input`).
+
+def open_image(data: bytes, *, index: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open an image's header (no pixel is decoded) and check its pixel count against `max_pixels`.
+
+    Only `IMAGE_FORMATS` are opened. Raises InvalidImageError (not decodable),
+    UnsupportedImageError (a format Pillow knows that is not allowed, named) or
+    InputTooLargeError, so a decompression bomb costs nothing. `image.size` is then the
+    declared size; `decode_opened` decodes it.
     """
     if not data:
         raise InvalidImageError("empty image", index)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check the size below
-            image: Image.Image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except UnidentifiedImageError:
+        refused = _known_format(data)
+        if refused is not None:
+            raise UnsupportedImageError(f"{refused} images are not supported; send {_FORMAT_NAMES}", index) from None
         raise InvalidImageError("not a decodable image", index) from None
     except Image.DecompressionBombError as exc:  # past twice Pillow's own limit: say ours, not Pillow's
         pixels = re.search(r"\((\d+) pixels\)", str(exc))
@@ -57,11 +67,53 @@ def decode_image(
     width, height = image.size
     if width * height > max_pixels:
         raise InputTooLargeError(f"{width}x{height} is {width * height} pixels, over the limit of {max_pixels}", index)
+    return image
+
+
+def decode_opened(image: Image.Image, data: bytes, spec: InputSpec, *, index: int | None = None) -> NDArray[np.float32]:
+    """Decode an image `open_image` opened from `data` into (C, H, W) float32 in [0, 1] per `spec`.
+
+    Multi-frame images (GIF, TIFF, APNG, WebP) give their first frame, as viewers show it
+    (an APNG whose default image is not part of its animation: the animation's first frame).
+    Then `to_model_input` turns the picture a viewer would show into the model's input.
+    Raises InvalidImageError (corrupt data), UnsupportedImageError or InputError (see
+    `to_model_input`).
+    """
     try:
+        if image.info.get("default_image") and getattr(image, "n_frames", 1) > 1:
+            image.seek(1)  # APNG: browsers never show a default image that is not a frame
         image.load()  # the first frame
     except Exception as exc:
         raise InvalidImageError(f"corrupt image data ({exc})", index) from None
     return to_model_input(image, spec, index=index, declared=_declared_depth(image, data))
+
+
+def decode_image(
+    data: bytes, spec: InputSpec, *, index: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> NDArray[np.float32]:
+    """Decode PNG/JPEG/TIFF/... bytes into (C, H, W) float32 in [0, 1] per `spec`:
+    `open_image` then `decode_opened`, with their errors."""
+    return decode_opened(open_image(data, index=index, max_pixels=max_pixels), data, spec, index=index)
+
+
+def _known_format(data: bytes) -> str | None:
+    """The name of a format Pillow recognises in `data` but `IMAGE_FORMATS` leaves closed, if any.
+
+    Only each plugin's signature check runs (on the first 16 bytes, as Image.open reads them):
+    nothing is parsed or decoded.
+    """
+    Image.init()  # every plugin registered, to name what it recognises
+    prefix = data[:16]
+    for name in Image.ID:
+        if name in IMAGE_FORMATS or name not in Image.OPEN:
+            continue
+        accept = Image.OPEN[name][1]
+        try:
+            if accept is not None and accept(prefix):
+                return name
+        except Exception:  # a signature check that needs more than the prefix
+            continue
+    return None
 
 
 def to_model_input(
@@ -89,6 +141,8 @@ def to_model_input(
     image = _upright(image)
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         image = _high_depth_to_8bit(image, declared, index)
+    elif declared.low_bytes is not None and declared.low_bytes.shape == np.asarray(image).shape:
+        image = _colour16_to_8bit(image, declared, index)
     elif declared.bits > 8:
         _check_reduced_depth(image, index)
     image = _flatten(image, spec.background)
@@ -111,6 +165,7 @@ class Depth:
     white: int | None = None  # PNG sBIT (2**bits - 1) or TIFF MaxSampleValue
     from_sbit: bool = False  # PNG's samples may be scaled to the full range despite sBIT (its spec says so)
     signed: bool = False  # TIFF SampleFormat 2
+    low_bytes: NDArray[np.uint8] | None = None  # a 16-bit colour PNG's low bytes, which Pillow drops
 
 
 def _declared_depth(image: Image.Image, data: bytes) -> Depth:
@@ -121,7 +176,8 @@ def _declared_depth(image: Image.Image, data: bytes) -> Depth:
         colour = sbit[:3] if len(sbit) != 2 else sbit[:1]  # grey+alpha: (grey, alpha); others end with alpha
         significant = max(colour, default=0)
         if 0 < significant < bits:
-            return Depth(bits, 2**significant - 1, from_sbit=True)
+            low = _png_low_bytes(data) if image.mode in ("RGB", "RGBA") and bits == 16 else None
+            return Depth(bits, 2**significant - 1, from_sbit=True, low_bytes=low)
         return Depth(bits)
     if image.format == "TIFF":
         tags = getattr(image, "tag_v2", {})
@@ -130,6 +186,22 @@ def _declared_depth(image: Image.Image, data: bytes) -> Depth:
         signed = 2 in _as_tuple(tags.get(339, 1))  # SampleFormat: 1 unsigned, 2 signed, 3 floating point
         return Depth(bits, int(max(_as_tuple(maximum))) if maximum is not None else None, signed=signed)
     return Depth()
+
+
+def _png_low_bytes(data: bytes) -> NDArray[np.uint8] | None:
+    """The low bytes of a 16-bit RGB(A) PNG's samples, (H, W, C), which Pillow's 8-bit RGB drops.
+
+    Pillow unpacks these PNGs with the raw mode "RGB;16B" (keep each big-endian sample's high
+    byte); decoding the same stream as "RGB;16L" keeps the other byte. PNG's filters see the
+    same 6 (8) bytes per pixel either way. None for an animated PNG, whose later frames this
+    does not cover.
+    """
+    image = Image.open(io.BytesIO(data), formats=("PNG",))
+    if getattr(image, "n_frames", 1) > 1 or not all(str(t.args).endswith(";16B") for t in image.tile):
+        return None
+    image.tile = [t._replace(args=str(t.args).replace(";16B", ";16L")) for t in image.tile]
+    image.load()
+    return np.asarray(image)
 
 
 def _as_tuple(value: object) -> tuple[int, ...]:
@@ -170,9 +242,15 @@ def _high_depth_to_8bit(image: Image.Image, declared: Depth, index: int | None) 
             raise InputError(f"floating-point pixel values must lie in [0, 1], got [{low:g}, {high:g}]", index)
         grey = raw.astype(np.float64)
     else:
-        if declared.signed or raw.min() < 0:
-            raise UnsupportedImageError("signed integer pixels have no standard white level; send unsigned", index)
-        grey = raw / np.float64(_white_level(image, declared, int(raw.max()), index))
+        if (declared.signed or raw.min() < 0) and declared.white is None:
+            raise UnsupportedImageError(
+                "signed integer pixels have no standard white level; send unsigned, or declare the white level "
+                "(TIFF MaxSampleValue)",
+                index,
+            )
+        if raw.min() < 0:
+            raise InputError(f"pixel value {int(raw.min())} is below 0, the image's black", index)
+        grey = raw / np.float64(_white_level(image, declared, raw, index))
     grey_image = Image.fromarray(np.clip(grey * 255.0 + 0.5, 0, 255).astype(np.uint8))
     key = image.info.get("transparency")
     if isinstance(key, int):  # a 16-bit grey PNG's transparent value (tRNS)
@@ -181,13 +259,37 @@ def _high_depth_to_8bit(image: Image.Image, declared: Depth, index: int | None) 
     return grey_image
 
 
-def _white_level(image: Image.Image, declared: Depth, peak: int, index: int | None) -> int:
-    """The integer value that means white, for images of more than 8 bits per sample."""
+def _colour16_to_8bit(image: Image.Image, declared: Depth, index: int | None) -> Image.Image:
+    """A 16-bit RGB(A) PNG with sBIT, from its full samples (high and low bytes), scaled by its
+    white level like grey (`_white_level`); alpha is PNG's full 16-bit range."""
+    assert declared.low_bytes is not None
+    raw = np.asarray(image).astype(np.int64) << 8 | declared.low_bytes  # (H, W, C) 16-bit samples
+    colour = raw[..., :3]
+    scaled = colour / np.float64(_white_level(image, declared, colour, index))
+    channels = np.clip(scaled * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if image.mode == "RGBA":
+        channels = np.concatenate([channels, np.asarray(image)[..., 3:]], axis=-1)
+    return Image.fromarray(channels, image.mode)
+
+
+def _white_level(image: Image.Image, declared: Depth, raw: NDArray[np.generic], index: int | None) -> int:
+    """The integer value that means white, for images of more than 8 bits per sample.
+
+    PNG's sBIT does not change what samples mean: its spec has encoders scale b-bit data to the
+    full 16 bits (shifted left, or scaled), and viewers show the samples over 65535. Data that
+    follows that rule is read so, as viewers show it; data that cannot have been scaled so and
+    lies within b bits sits in the low bits, as 10- and 12-bit sensor software writes it, and
+    is read with white 2**b - 1. TIFF's MaxSampleValue is the white level itself.
+    """
+    peak = int(raw.max())
     if declared.white is not None:
-        if peak <= declared.white:
-            return declared.white  # the data sits in the low bits, as 10- and 12-bit sensors write it
         if declared.from_sbit:
-            return 65535  # PNG's own rule: samples scaled to the full 16-bit range
+            bits = declared.white.bit_length()
+            if peak > declared.white or _scaled_to_16_bits(raw, bits):
+                return 65535  # PNG's own rule: samples scaled to the full 16-bit range
+            return declared.white
+        if peak <= declared.white:
+            return declared.white
         raise InputError(f"pixel value {peak} is over the image's MaxSampleValue {declared.white}", index)
     if image.mode == "I" and declared.bits > 16:
         raise UnsupportedImageError(
@@ -198,6 +300,19 @@ def _white_level(image: Image.Image, declared: Depth, peak: int, index: int | No
     if 0 < peak < _AMBIGUOUS_BELOW:
         raise InputError(_ambiguous(peak), index)
     return 65535
+
+
+def _scaled_to_16_bits(raw: NDArray[np.generic], bits: int) -> bool:
+    """Whether every sample is b-bit data scaled to 16 bits as PNG's spec (12.5, sBIT) has
+    encoders do it: shifted left, left bit replication, or linear scaling."""
+    samples = raw.astype(np.int64)
+    high = samples >> (16 - bits)  # the b significant bits
+    replicated = np.zeros_like(high)
+    for shift in range(16 - bits, -bits, -bits):
+        replicated |= high << shift if shift >= 0 else high >> -shift
+    linear = np.rint(high * (65535 / (2**bits - 1))).astype(np.int64)
+    ok = (samples == high << (16 - bits)) | (samples == replicated) | (samples == linear)
+    return bool(ok.all())
 
 
 def _ambiguous(peak: int) -> str:
@@ -245,16 +360,31 @@ def _convert(image: Image.Image, mode: str, index: int | None) -> Image.Image:
         raise UnsupportedImageError(f"images of mode {image.mode!r} cannot be converted to {mode!r}", index) from None
 
 
+def json_array(values: object) -> NDArray[Any] | None:
+    """Nested lists as JSON decodes them -> an array, with no value cast from another kind:
+    None for ragged lists, integers past 64 bits, and numbers mixed with booleans (numpy would
+    read true as 1); strings, nulls and all-boolean lists keep their dtype for the caller to refuse."""
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        return None
+    if array.dtype.kind in "iuf" and array.ndim > 0 and isinstance(values, list):
+        leaves: Iterable[object] = values
+        for _ in range(array.ndim - 1):  # rectangular, as asarray found it: flatten one level at a time
+            leaves = itertools.chain.from_iterable(leaves)  # type: ignore[arg-type]
+        if bool in set(map(type, leaves)):
+            return None
+    return array
+
+
 def from_array(values: object, spec: InputSpec, *, index: int | None = None) -> NDArray[np.float32]:
     """Check an array of pixel values in [0, 1] and shape it (C, H, W).
 
-    Accepted shapes: (C, H, W), (H, W) for one channel, or flat (C*H*W,).
+    Accepted shapes: (C, H, W), (H, W) for one channel, or flat (C*H*W,). Only numbers:
+    strings, nulls and booleans are refused, never cast.
     """
-    try:
-        numbers = np.asarray(values)
-    except (TypeError, ValueError, OverflowError, RecursionError):
-        numbers = np.asarray(None)  # refused below
-    if numbers.dtype.kind not in "iuf":  # strings, nulls, booleans, ragged lists, integers past int64
+    numbers = json_array(values)
+    if numbers is None or numbers.dtype.kind not in "iuf":  # strings, nulls, booleans, ragged lists, big ints
         raise InputError("array is not a rectangular array of numbers", index)
     array = numbers.astype(np.float64)  # checked before the cast to float32, which could overflow
     shape = (spec.channels, spec.height, spec.width)
