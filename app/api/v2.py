@@ -29,7 +29,6 @@ from app.api.oip import (
     ServerMetadata,
     ServerReady,
     TensorMetadata,
-    decompress,
     infer_response,
     parse_infer_request,
     refused,
@@ -206,8 +205,7 @@ def _config_tensor(t: TensorSpec) -> ConfigTensor:
     responses={200: {"content": {OCTET_STREAM: {}}, "description": "JSON, or a JSON header and binary outputs"}},
 )
 async def infer(request: Request, v2: V2ModelDep, settings: SettingsDep, ops: OperationsDep) -> Response:
-    limit = settings.max_body_bytes
-    body = decompress(await read_body(request, limit), request.headers.get("content-encoding"), limit)
+    body = await read_body(request, settings.max_body_bytes)  # decompressed as its Content-Encoding says
     inference, arrays = parse_infer_request(body, request.headers.get(HEADER_LENGTH))
     outputs = requested_outputs(inference, [t.name for t in v2.outputs])
     results = await execute(v2, arrays, inference.parameters, ops)
