@@ -215,11 +215,12 @@ async def decode_images(blobs: list[bytes], spec: InputSpec, settings: Settings)
     """
     limit = settings.max_pixels_per_image
     opened = [open_image(data, index=i, max_pixels=limit) for i, data in enumerate(blobs)]
+    pairs = list(enumerate(zip(opened, blobs, strict=True)))
     if sum(image.width * image.height for image in opened) <= INLINE_PIXELS:
-        return [decode_opened(image, data, spec, index=i) for i, (image, data) in enumerate(zip(opened, blobs))]
+        return [decode_opened(image, data, spec, index=i) for i, (image, data) in pairs]
     loop = asyncio.get_running_loop()
     decoded = []
-    for i, (image, data) in enumerate(zip(opened, blobs)):
+    for i, (image, data) in pairs:
         work = functools.partial(decode_opened, image, data, spec, index=i)
         decoded.append(await loop.run_in_executor(_decoder_pool(), work))
     return decoded

@@ -47,6 +47,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         400: "bad request",
         401: "VAESERVE_API_KEYS is set and no valid key was sent",
         404: "unknown model or version",
+        408: "the body had not all arrived by the deadline (VAESERVE_REQUEST_TIMEOUT_S)",
         413: "over a limit",
         415: "unsupported Content-Encoding",
         503: "not ready or overloaded",

@@ -52,7 +52,11 @@ def test_v2_refuses_huge_integers_too(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     ("latent", "where"),
-    [([0.0, 0.0, 0.0, True], "latents.0.3"), (["0", 0.0, 0.0, 0.0], "latents.0.0"), ([0.0, None, 0.0, 0.0], "latents.0.1")],
+    [
+        ([0.0, 0.0, 0.0, True], "latents.0.3"),
+        (["0", 0.0, 0.0, 0.0], "latents.0.0"),
+        ([0.0, None, 0.0, 0.0], "latents.0.1"),
+    ],
 )
 def test_latents_hold_numbers_only(client: TestClient, latent: list[Any], where: str) -> None:
     """[13] strings and booleans are refused, never cast, as arrays refuse them; ints are numbers."""
