@@ -43,10 +43,11 @@ UNSUPPORTED_DATATYPES = ("BYTES",)
 Parameter = Any  # any JSON value: the protocol leaves parameters open (Triton's "headers" is an object)
 # Tensor parameters of protocol extensions this server does not implement: refused by name,
 # never ignored (an ignored one would answer something else than was asked).
+_NO_SHARED_MEMORY = "shared memory is not supported; send the data in the request"
 _UNSUPPORTED_TENSOR_PARAMETERS = {
-    "shared_memory_region": "shared memory is not supported; send the data in the request",
-    "shared_memory_byte_size": "shared memory is not supported; send the data in the request",
-    "shared_memory_offset": "shared memory is not supported; send the data in the request",
+    "shared_memory_region": _NO_SHARED_MEMORY,
+    "shared_memory_byte_size": _NO_SHARED_MEMORY,
+    "shared_memory_offset": _NO_SHARED_MEMORY,
     "classification": "the classification extension is not supported; ask for the raw output",
 }
 
