@@ -70,21 +70,22 @@ def body_too_large(limit: int) -> ServiceError:
     )  # fmt: skip
 
 
-def too_many_images(count: int | None, limit: int) -> ServiceError:
+def too_many_images(count: int | None, limit: int, what: str = "images") -> ServiceError:
     """413 for a request over the images-per-request limit; `count` None when parsing stopped at the limit."""
-    many = f"{count} images" if count is not None else f"more than {limit} images"
+    many = f"{count} {what}" if count is not None else f"more than {limit} {what}"
     return ServiceError(
         413, "too-many-images", "Payload too large",
         f"{many} is over the limit of {limit} per request (VAESERVE_MAX_IMAGES_PER_REQUEST)",
     )  # fmt: skip
 
 
-def check_image_count(count: int, limit: int) -> None:
-    """Every request holds 1 to `limit` images: zero is a 422 (400 on v2), more a 413, on every endpoint."""
+def check_image_count(count: int, limit: int, what: str = "images") -> None:
+    """Every request holds 1 to `limit` images (or latents): zero is a 422 (400 on v2), more a 413,
+    on every endpoint."""
     if count == 0:
-        raise ServiceError(422, "no-images", "Invalid input", f"the request holds no images; send 1 to {limit}")
+        raise ServiceError(422, "no-images", "Invalid input", f"the request holds no {what}; send 1 to {limit}")
     if count > limit:
-        raise too_many_images(count, limit)
+        raise too_many_images(count, limit, what)
 
 
 def too_much_work(images: int, importance_samples: int, limit: int) -> ServiceError:

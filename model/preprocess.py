@@ -8,11 +8,14 @@ functions the service uses for uploads, so the two cannot drift apart.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import re
 import warnings
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyspng
@@ -28,6 +31,7 @@ DEFAULT_MAX_PIXELS = 4096 * 4096  # decoded pixels per image; larger is refused 
 _AMBIGUOUS_BELOW = 4096
 _ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
 
+_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOUR = {0: "L", 2: "RGB"}  # PNG colour types the fast path decodes (8 bits, no alpha) -> mode
 # Chunks that may come before a PNG's image data and leave Pillow's picture as it is (it
@@ -37,29 +41,34 @@ _INERT_PNG_CHUNKS = {b"IHDR": (13,), b"gAMA": (4,), b"cHRM": (32,), b"sRGB": (1,
                      b"sBIT": (1, 3)}  # fmt: skip
 
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
+_FAST_PNG_PIXELS = 512 * 512  # larger PNGs go to Pillow (and are decoded off the event loop)
 
 
-def decode_image(
-    data: bytes, spec: InputSpec, *, index: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> NDArray[np.float32]:
-    """Decode PNG/JPEG/TIFF/... bytes into (C, H, W) float32 in [0, 1] per `spec`.
+# The formats Pillow may open: the common raster formats (training's image folders take the
+# same). Every other plugin stays closed: EPS would run Ghostscript on untrusted PostScript,
+# and rarely used decoders are where parsing bugs live.
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")  # JPEG opens MPO (phones) too
+_FORMAT_NAMES = "PNG, JPEG, GIF, BMP, TIFF, WebP or PPM"
 
-    The pixel count is checked from the header before any pixel is decoded, so a
-    decompression bomb costs nothing. Multi-frame images (GIF, TIFF, APNG, WebP) give their
-    first frame. Then `to_model_input` turns the picture a viewer would show into the
-    model's input. Raises InvalidImageError (not decodable), InputTooLargeError,
-    UnsupportedImageError or InputError (see `to_model_input`).
+
+def open_image(data: bytes, *, index: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open an image's header (no pixel is decoded) and check its pixel count against `max_pixels`.
+
+    Only `IMAGE_FORMATS` are opened. Raises InvalidImageError (not decodable),
+    UnsupportedImageError (a format Pillow knows that is not allowed, named) or
+    InputTooLargeError, so a decompression bomb costs nothing. `image.size` is then the
+    declared size; `decode_opened` decodes it.
     """
     if not data:
         raise InvalidImageError("empty image", index)
-    plain = _decode_plain_png(data, spec, max_pixels)  # most uploads, 4x faster; the rest below
-    if plain is not None:
-        return plain
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check the size below
-            image: Image.Image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except UnidentifiedImageError:
+        refused = _known_format(data)
+        if refused is not None:
+            raise UnsupportedImageError(f"{refused} images are not supported; send {_FORMAT_NAMES}", index) from None
         raise InvalidImageError("not a decodable image", index) from None
     except Image.DecompressionBombError as exc:  # past twice Pillow's own limit: say ours, not Pillow's
         pixels = re.search(r"\((\d+) pixels\)", str(exc))
@@ -70,14 +79,39 @@ def decode_image(
     width, height = image.size
     if width * height > max_pixels:
         raise InputTooLargeError(f"{width}x{height} is {width * height} pixels, over the limit of {max_pixels}", index)
+    return image
+
+
+def decode_opened(image: Image.Image, data: bytes, spec: InputSpec, *, index: int | None = None) -> NDArray[np.float32]:
+    """Decode an image `open_image` opened from `data` into (C, H, W) float32 in [0, 1] per `spec`.
+
+    Multi-frame images (GIF, TIFF, APNG, WebP) give their first frame, as viewers show it
+    (an APNG whose default image is not part of its animation: the animation's first frame).
+    Then `to_model_input` turns the picture a viewer would show into the model's input.
+    Raises InvalidImageError (corrupt data), UnsupportedImageError or InputError (see
+    `to_model_input`).
+    """
     try:
+        if image.info.get("default_image") and getattr(image, "n_frames", 1) > 1:
+            image.seek(1)  # APNG: browsers never show a default image that is not a frame
         image.load()  # the first frame
     except Exception as exc:
         raise InvalidImageError(f"corrupt image data ({exc})", index) from None
     return to_model_input(image, spec, index=index, declared=_declared_depth(image, data))
 
 
-def _decode_plain_png(data: bytes, spec: InputSpec, max_pixels: int) -> NDArray[np.float32] | None:
+def decode_image(
+    data: bytes, spec: InputSpec, *, index: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> NDArray[np.float32]:
+    """Decode PNG/JPEG/TIFF/... bytes into (C, H, W) float32 in [0, 1] per `spec`:
+    `decode_plain_png` where it applies, else `open_image` then `decode_opened`, with their errors."""
+    plain = decode_plain_png(data, spec, max_pixels)
+    if plain is not None:
+        return plain
+    return decode_opened(open_image(data, index=index, max_pixels=max_pixels), data, spec, index=index)
+
+
+def decode_plain_png(data: bytes, spec: InputSpec, max_pixels: int) -> NDArray[np.float32] | None:
     """The common case, fast: an 8-bit grey or RGB PNG of the model's size, decoded by libspng
     (pyspng; 4x Pillow on 28x28, bench/results/decoders.md). None for every other image.
 
@@ -112,8 +146,11 @@ def _plain_png_header(data: bytes) -> bytes | None:
     Pillow accepts, and image data that inflates with its checksum right (libspng, as pyspng
     sets it up, skips zlib's checksum; Pillow's decoder refuses a stream that fails it);
     None for any other file."""
-    if not data.startswith(_PNG_SIGNATURE):
+    if not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR" or len(data) < 33:
         return None
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if width * height > _FAST_PNG_PIXELS or data[24] != 8 or data[25] not in _PNG_COLOUR or data[28] != 0:
+        return None  # big, deep, transparent-capable or interlaced: Pillow's
     offset, header, image_data = len(_PNG_SIGNATURE), None, []
     while offset + 12 <= len(data):
         length, kind = int.from_bytes(data[offset : offset + 4], "big"), data[offset + 4 : offset + 8]
@@ -134,11 +171,44 @@ def _plain_png_header(data: bytes) -> bytes | None:
         offset = end + 4
     else:
         return None  # no IEND
+    return header if header is not None and _inflates(b"".join(image_data), _raw_size(header)) else None
+
+
+def _raw_size(header: bytes) -> int:
+    """Bytes of an 8-bit, non-interlaced PNG's filtered scanlines: height x (1 + width x samples)."""
+    width, height = int.from_bytes(header[:4], "big"), int.from_bytes(header[4:8], "big")
+    return height * (1 + width * (3 if header[9] == 2 else 1))
+
+
+def _inflates(stream: bytes, size: int) -> bool:
+    """Whether the zlib stream inflates, checksum right, to at most `size` bytes: never more is
+    inflated, so a small file declaring a huge or compressed-bomb image costs nothing."""
+    inflater = zlib.decompressobj()
     try:
-        zlib.decompress(b"".join(image_data))
+        inflater.decompress(stream, size + 1)
     except zlib.error:
-        return None
-    return header
+        return False
+    return inflater.eof and not inflater.unconsumed_tail
+
+
+def _known_format(data: bytes) -> str | None:
+    """The name of a format Pillow recognises in `data` but `IMAGE_FORMATS` leaves closed, if any.
+
+    Only each plugin's signature check runs (on the first 16 bytes, as Image.open reads them):
+    nothing is parsed or decoded.
+    """
+    Image.init()  # every plugin registered, to name what it recognises
+    prefix = data[:16]
+    for name in Image.ID:
+        if name in IMAGE_FORMATS or name not in Image.OPEN:
+            continue
+        accept = Image.OPEN[name][1]
+        try:
+            if accept is not None and accept(prefix):
+                return name
+        except Exception:  # a signature check that needs more than the prefix
+            continue
+    return None
 
 
 def to_model_input(
@@ -166,6 +236,8 @@ def to_model_input(
     image = _upright(image)
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         image = _high_depth_to_8bit(image, declared, index)
+    elif declared.low_bytes is not None and declared.low_bytes.shape == np.asarray(image).shape:
+        image = _colour16_to_8bit(image, declared, index)
     elif declared.bits > 8:
         _check_reduced_depth(image, index)
     image = _flatten(image, spec.background)
@@ -188,6 +260,7 @@ class Depth:
     white: int | None = None  # PNG sBIT (2**bits - 1) or TIFF MaxSampleValue
     from_sbit: bool = False  # PNG's samples may be scaled to the full range despite sBIT (its spec says so)
     signed: bool = False  # TIFF SampleFormat 2
+    low_bytes: NDArray[np.uint8] | None = None  # a 16-bit colour PNG's low bytes, which Pillow drops
 
 
 def _declared_depth(image: Image.Image, data: bytes) -> Depth:
@@ -198,7 +271,8 @@ def _declared_depth(image: Image.Image, data: bytes) -> Depth:
         colour = sbit[:3] if len(sbit) != 2 else sbit[:1]  # grey+alpha: (grey, alpha); others end with alpha
         significant = max(colour, default=0)
         if 0 < significant < bits:
-            return Depth(bits, 2**significant - 1, from_sbit=True)
+            low = _png_low_bytes(data) if image.mode in ("RGB", "RGBA") and bits == 16 else None
+            return Depth(bits, 2**significant - 1, from_sbit=True, low_bytes=low)
         return Depth(bits)
     if image.format == "TIFF":
         tags = getattr(image, "tag_v2", {})
@@ -207,6 +281,22 @@ def _declared_depth(image: Image.Image, data: bytes) -> Depth:
         signed = 2 in _as_tuple(tags.get(339, 1))  # SampleFormat: 1 unsigned, 2 signed, 3 floating point
         return Depth(bits, int(max(_as_tuple(maximum))) if maximum is not None else None, signed=signed)
     return Depth()
+
+
+def _png_low_bytes(data: bytes) -> NDArray[np.uint8] | None:
+    """The low bytes of a 16-bit RGB(A) PNG's samples, (H, W, C), which Pillow's 8-bit RGB drops.
+
+    Pillow unpacks these PNGs with the raw mode "RGB;16B" (keep each big-endian sample's high
+    byte); decoding the same stream as "RGB;16L" keeps the other byte. PNG's filters see the
+    same 6 (8) bytes per pixel either way. None for an animated PNG, whose later frames this
+    does not cover.
+    """
+    image = Image.open(io.BytesIO(data), formats=("PNG",))
+    if getattr(image, "n_frames", 1) > 1 or not all(str(t.args).endswith(";16B") for t in image.tile):
+        return None
+    image.tile = [t._replace(args=str(t.args).replace(";16B", ";16L")) for t in image.tile]
+    image.load()
+    return np.asarray(image)
 
 
 def _as_tuple(value: object) -> tuple[int, ...]:
@@ -247,9 +337,15 @@ def _high_depth_to_8bit(image: Image.Image, declared: Depth, index: int | None) 
             raise InputError(f"floating-point pixel values must lie in [0, 1], got [{low:g}, {high:g}]", index)
         grey = raw.astype(np.float64)
     else:
-        if declared.signed or raw.min() < 0:
-            raise UnsupportedImageError("signed integer pixels have no standard white level; send unsigned", index)
-        grey = raw / np.float64(_white_level(image, declared, int(raw.max()), index))
+        if (declared.signed or raw.min() < 0) and declared.white is None:
+            raise UnsupportedImageError(
+                "signed integer pixels have no standard white level; send unsigned, or declare the white level "
+                "(TIFF MaxSampleValue)",
+                index,
+            )
+        if raw.min() < 0:
+            raise InputError(f"pixel value {int(raw.min())} is below 0, the image's black", index)
+        grey = raw / np.float64(_white_level(image, declared, raw, index))
     grey_image = Image.fromarray(np.clip(grey * 255.0 + 0.5, 0, 255).astype(np.uint8))
     key = image.info.get("transparency")
     if isinstance(key, int):  # a 16-bit grey PNG's transparent value (tRNS)
@@ -258,13 +354,37 @@ def _high_depth_to_8bit(image: Image.Image, declared: Depth, index: int | None) 
     return grey_image
 
 
-def _white_level(image: Image.Image, declared: Depth, peak: int, index: int | None) -> int:
-    """The integer value that means white, for images of more than 8 bits per sample."""
+def _colour16_to_8bit(image: Image.Image, declared: Depth, index: int | None) -> Image.Image:
+    """A 16-bit RGB(A) PNG with sBIT, from its full samples (high and low bytes), scaled by its
+    white level like grey (`_white_level`); alpha is PNG's full 16-bit range."""
+    assert declared.low_bytes is not None
+    raw = np.asarray(image).astype(np.int64) << 8 | declared.low_bytes  # (H, W, C) 16-bit samples
+    colour = raw[..., :3]
+    scaled = colour / np.float64(_white_level(image, declared, colour, index))
+    channels = np.clip(scaled * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if image.mode == "RGBA":
+        channels = np.concatenate([channels, np.asarray(image)[..., 3:]], axis=-1)
+    return Image.fromarray(channels, image.mode)
+
+
+def _white_level(image: Image.Image, declared: Depth, raw: NDArray[np.generic], index: int | None) -> int:
+    """The integer value that means white, for images of more than 8 bits per sample.
+
+    PNG's sBIT does not change what samples mean: its spec has encoders scale b-bit data to the
+    full 16 bits (shifted left, or scaled), and viewers show the samples over 65535. Data that
+    follows that rule is read so, as viewers show it; data that cannot have been scaled so and
+    lies within b bits sits in the low bits, as 10- and 12-bit sensor software writes it, and
+    is read with white 2**b - 1. TIFF's MaxSampleValue is the white level itself.
+    """
+    peak = int(raw.max())
     if declared.white is not None:
-        if peak <= declared.white:
-            return declared.white  # the data sits in the low bits, as 10- and 12-bit sensors write it
         if declared.from_sbit:
-            return 65535  # PNG's own rule: samples scaled to the full 16-bit range
+            bits = declared.white.bit_length()
+            if peak > declared.white or _scaled_to_16_bits(raw, bits):
+                return 65535  # PNG's own rule: samples scaled to the full 16-bit range
+            return declared.white
+        if peak <= declared.white:
+            return declared.white
         raise InputError(f"pixel value {peak} is over the image's MaxSampleValue {declared.white}", index)
     if image.mode == "I" and declared.bits > 16:
         raise UnsupportedImageError(
@@ -275,6 +395,19 @@ def _white_level(image: Image.Image, declared: Depth, peak: int, index: int | No
     if 0 < peak < _AMBIGUOUS_BELOW:
         raise InputError(_ambiguous(peak), index)
     return 65535
+
+
+def _scaled_to_16_bits(raw: NDArray[np.generic], bits: int) -> bool:
+    """Whether every sample is b-bit data scaled to 16 bits as PNG's spec (12.5, sBIT) has
+    encoders do it: shifted left, left bit replication, or linear scaling."""
+    samples = raw.astype(np.int64)
+    high = samples >> (16 - bits)  # the b significant bits
+    replicated = np.zeros_like(high)
+    for shift in range(16 - bits, -bits, -bits):
+        replicated |= high << shift if shift >= 0 else high >> -shift
+    linear = np.rint(high * (65535 / (2**bits - 1))).astype(np.int64)
+    ok = (samples == high << (16 - bits)) | (samples == replicated) | (samples == linear)
+    return bool(ok.all())
 
 
 def _ambiguous(peak: int) -> str:
@@ -322,16 +455,31 @@ def _convert(image: Image.Image, mode: str, index: int | None) -> Image.Image:
         raise UnsupportedImageError(f"images of mode {image.mode!r} cannot be converted to {mode!r}", index) from None
 
 
+def json_array(values: object) -> NDArray[Any] | None:
+    """Nested lists as JSON decodes them -> an array, with no value cast from another kind:
+    None for ragged lists, integers past 64 bits, and numbers mixed with booleans (numpy would
+    read true as 1); strings, nulls and all-boolean lists keep their dtype for the caller to refuse."""
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        return None
+    if array.dtype.kind in "iuf" and array.ndim > 0 and isinstance(values, list):
+        leaves: Iterable[object] = values
+        for _ in range(array.ndim - 1):  # rectangular, as asarray found it: flatten one level at a time
+            leaves = itertools.chain.from_iterable(leaves)  # type: ignore[arg-type]
+        if bool in set(map(type, leaves)):
+            return None
+    return array
+
+
 def from_array(values: object, spec: InputSpec, *, index: int | None = None) -> NDArray[np.float32]:
     """Check an array of pixel values in [0, 1] and shape it (C, H, W).
 
-    Accepted shapes: (C, H, W), (H, W) for one channel, or flat (C*H*W,).
+    Accepted shapes: (C, H, W), (H, W) for one channel, or flat (C*H*W,). Only numbers:
+    strings, nulls and booleans are refused, never cast.
     """
-    try:
-        numbers = np.asarray(values)
-    except (TypeError, ValueError, OverflowError, RecursionError):
-        numbers = np.asarray(None)  # refused below
-    if numbers.dtype.kind not in "iuf":  # strings, nulls, booleans, ragged lists, integers past int64
+    numbers = json_array(values)
+    if numbers is None or numbers.dtype.kind not in "iuf":  # strings, nulls, booleans, ragged lists, big ints
         raise InputError("array is not a rectangular array of numbers", index)
     array = numbers.astype(np.float64)  # checked before the cast to float32, which could overflow
     shape = (spec.channels, spec.height, spec.width)

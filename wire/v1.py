@@ -8,7 +8,7 @@ Score names follow model/scores.SCORES (tests/wire checks that they agree).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,8 @@ ScoreName = Literal[  # the calibrated scores
     "latent_nll", "fisher", "tippett",
 ]  # fmt: skip
 PathMethod = Literal["linear", "slerp"]  # model/latent_paths.PATH_METHODS
+# A JSON number, never a string or a boolean cast to one (strict: true is not 1.0, "0" not 0.0).
+Number = Annotated[float, Field(strict=True)]
 _LATENT = [
     -0.89,
     -0.69,
@@ -62,7 +64,7 @@ class EncodeResponse(ModelRef):
 
 
 class DecodeRequest(BaseModel):
-    latents: list[list[float]] = Field(min_length=1, examples=[[_LATENT]], description="[N, latent_dim] values")
+    latents: list[list[Number]] = Field(examples=[[_LATENT]], description="[N, latent_dim] numbers, N from 1")
     format: Literal["png", "array"] = Field("png", description="base64 PNGs, or pixel arrays in [0, 1]")
 
 
@@ -269,7 +271,7 @@ class ModelDetail(ModelSummary):
 class LatentsRequest(BaseModel):
     """Latent codes where an endpoint also takes images (interpolate, traverse)."""
 
-    latents: list[list[float]] = Field(min_length=1, description="[N, latent_dim] values")
+    latents: list[list[Number]] = Field(description="[N, latent_dim] numbers, N from 1")
 
 
 class InterpolateResponse(ModelRef):

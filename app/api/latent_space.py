@@ -85,8 +85,8 @@ async def traverse_dimensions(
     dimensions: Annotated[
         list[int] | None, Query(description="dimensions to sweep, one row each; the most active ones when absent")
     ] = None,
-    low: Annotated[float, Query(description="first value, in prior standard deviations")] = -3.0,
-    high: Annotated[float, Query(description="last value, in prior standard deviations")] = 3.0,
+    low: Annotated[float, Query(allow_inf_nan=False, description="first value, in prior standard deviations")] = -3.0,
+    high: Annotated[float, Query(allow_inf_nan=False, description="last value, in prior standard deviations")] = 3.0,
     steps: Annotated[int, Query(description="values from low to high, both included")] = 7,
     format: Format = "json",
 ) -> Any:

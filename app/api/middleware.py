@@ -6,9 +6,14 @@ the deadline, and one structured access-log line per request.
 - In-flight limit: past `max_concurrent_requests` a request gets 503 with Retry-After at
   once, instead of queueing without bound. Health checks are never refused.
 - Deadline: a request unanswered after `request_timeout_s` gets 504; its work is cancelled.
+  One whose body was still arriving then gets 408 (Request Timeout: the client did not
+  finish sending in time) and its connection is closed. A request holds its in-flight slot
+  from its first byte, its upload included: slow uploads count against the limit until
+  their deadline.
 - Client gone: a request whose client disconnects before its answer starts is cancelled
   too (logged with status 499, nginx's "client closed request"), so no work is done for
-  nobody. Scoring stops at its next piece (app/serving/registry.py).
+  nobody; so is one whose client goes while sending its body. Scoring stops at its next
+  piece (app/serving/registry.py).
 - The access log holds method, path, status, duration and request id: never bodies,
   query strings (they may hold keys) or headers.
 - Hot requests (single-image encodes, scores, v2 inference) go to `HotPaths`' handlers
@@ -24,6 +29,7 @@ import re
 import time
 from collections.abc import Callable
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.hot_paths import HotPaths
@@ -71,6 +77,16 @@ class RequestMiddleware:
                 message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
+        uploading = body_done = False  # uploading: the app waits for (more of) a body that has not all arrived
+
+        async def receive_tracked() -> Message:
+            nonlocal uploading, body_done
+            uploading = not body_done
+            message = await receive()
+            body_done = body_done or (message["type"] == "http.request" and not message.get("more_body", False))
+            uploading = not body_done and message["type"] == "http.request"
+            return message
+
         path: str = scope["path"]
         limited = path not in OPEN_PATHS
         try:
@@ -82,12 +98,13 @@ class RequestMiddleware:
             app = (self.hot_paths.find(scope) if self.hot_paths is not None else None) or self.app
             try:
                 async with asyncio.timeout(self.settings.request_timeout_s):
-                    if await _cancelled_on_disconnect(app, scope, receive, send_with_id, lambda: status != 0):
+                    if await _cancelled_on_disconnect(app, scope, receive_tracked, send_with_id, lambda: status != 0):
                         status = 499
+            except ClientDisconnect:  # gone while sending its body: nobody to answer, nothing went wrong
+                status = 499
             except TimeoutError:
                 if status == 0:  # nothing sent yet: we can still answer
-                    detail = f"the request took longer than {self.settings.request_timeout_s:g} s"
-                    timeout = ServiceError(504, "timeout", "Gateway timeout", detail)
+                    timeout = _timeout(self.settings.request_timeout_s, uploading)
                     await self.renderers.for_path(path)(timeout)(scope, receive, send_with_id)
             except Exception:
                 status = status or 500  # Starlette's outermost handler answers it with the 500 problem
@@ -113,6 +130,14 @@ class RequestMiddleware:
                     "duration_ms": round(seconds * 1000, 3),
                 },
             )
+
+
+def _timeout(seconds: float, uploading: bool) -> ServiceError:
+    """504 for work past the deadline; 408 for a body that had not all arrived by then."""
+    if uploading:
+        detail = f"the request body did not arrive within {seconds:g} s (VAESERVE_REQUEST_TIMEOUT_S)"
+        return ServiceError(408, "request-timeout", "Request timeout", detail, {"Connection": "close"})
+    return ServiceError(504, "timeout", "Gateway timeout", f"the request took longer than {seconds:g} s")
 
 
 def _request_id(scope: Scope) -> str:

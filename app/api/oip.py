@@ -14,7 +14,6 @@ a ServiceError (`refused`), which the v2 router answers as {"error": "..."}.
 from __future__ import annotations
 
 import math
-import zlib
 from typing import Any
 
 import numpy as np
@@ -26,11 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from app.api.inputs import decimal_length
 from app.errors import ServiceError
 from app.tracing import traced
+from model.preprocess import json_array
 
 HEADER_LENGTH = "inference-header-content-length"
 OCTET_STREAM = "application/octet-stream"
 
-# The protocol's tensor data types; BYTES (length-prefixed strings) has no use here.
+# The protocol's tensor data types this server takes; BYTES (length-prefixed strings) has no use here.
 DATATYPES: dict[str, np.dtype[Any]] = {
     name: np.dtype(kind).newbyteorder("<")
     for name, kind in {
@@ -39,7 +39,17 @@ DATATYPES: dict[str, np.dtype[Any]] = {
         "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
     }.items()
 }  # fmt: skip
+UNSUPPORTED_DATATYPES = ("BYTES",)
 Parameter = Any  # any JSON value: the protocol leaves parameters open (Triton's "headers" is an object)
+# Tensor parameters of protocol extensions this server does not implement: refused by name,
+# never ignored (an ignored one would answer something else than was asked).
+_NO_SHARED_MEMORY = "shared memory is not supported; send the data in the request"
+_UNSUPPORTED_TENSOR_PARAMETERS = {
+    "shared_memory_region": _NO_SHARED_MEMORY,
+    "shared_memory_byte_size": _NO_SHARED_MEMORY,
+    "shared_memory_offset": _NO_SHARED_MEMORY,
+    "classification": "the classification extension is not supported; ask for the raw output",
+}
 
 
 def refused(message: str, status: int = 400) -> ServiceError:
@@ -48,7 +58,8 @@ def refused(message: str, status: int = 400) -> ServiceError:
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+    # strict: a shape of [true, "2"] is refused, not read as [1, 2]
+    model_config = ConfigDict(extra="ignore", protected_namespaces=(), strict=True)
 
 
 class RequestInput(_Wire):
@@ -145,23 +156,6 @@ class ModelConfig(_Wire):
     dynamic_batching: dict[str, int] | None = None
 
 
-def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
-    """Undo a request's Content-Encoding (gzip or deflate, as tritonclient sends), bounded by `limit`."""
-    if not encoding or encoding == "identity":
-        return body
-    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding.strip().lower())
-    if wbits is None:
-        raise refused(f"Content-Encoding {encoding!r} is not supported; use gzip or deflate", 415)
-    inflater = zlib.decompressobj(wbits)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise refused(f"the body is not valid {encoding} data ({exc})") from None
-    if len(data) > limit:
-        raise refused(f"the decompressed body is over the limit of {limit} bytes (VAESERVE_MAX_BODY_BYTES)", 413)
-    return data
-
-
 @traced("vaeserve.parse")
 def parse_infer_request(body: bytes, header_length: str | None) -> tuple[InferRequest, dict[str, NDArray[Any]]]:
     """The JSON header and each input as an array of its shape and datatype."""
@@ -181,6 +175,8 @@ def parse_infer_request(body: bytes, header_length: str | None) -> tuple[InferRe
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise refused(f"invalid inference request: {where}: {first['msg']}") from None
     arrays: dict[str, NDArray[Any]] = {}
+    for output in request.outputs or ():
+        _check_tensor_parameters(f"output {output.name!r}", output.parameters)
     offset = 0
     for tensor in request.inputs:
         if tensor.name in arrays:
@@ -192,12 +188,25 @@ def parse_infer_request(body: bytes, header_length: str | None) -> tuple[InferRe
     return request, arrays
 
 
+def _check_tensor_parameters(where: str, parameters: dict[str, Parameter]) -> None:
+    for name, reason in _UNSUPPORTED_TENSOR_PARAMETERS.items():
+        if name in parameters:
+            raise refused(f"{where}: parameter {name!r}: {reason}")
+
+
 def _input_array(tensor: RequestInput, binary: bytes, offset: int) -> tuple[NDArray[Any], int]:
     """One input's array, and how many bytes of the binary section it took."""
     where = f"input {tensor.name!r}"
+    _check_tensor_parameters(where, tensor.parameters)
     dtype = DATATYPES.get(tensor.datatype)
     if dtype is None:
-        raise refused(f"{where}: datatype {tensor.datatype!r} is not one of {', '.join(DATATYPES)}")
+        if tensor.datatype in UNSUPPORTED_DATATYPES:
+            raise refused(f"{where}: datatype {tensor.datatype} is not supported by this server; send "
+                f"{', '.join(DATATYPES)}",
+            )  # fmt: skip
+        raise refused(f"{where}: datatype {tensor.datatype!r} is not a datatype of the protocol; send "
+            f"{', '.join(DATATYPES)}",
+        )  # fmt: skip
     if any(d < 0 for d in tensor.shape):
         raise refused(f"{where}: shape {tensor.shape} has a negative dimension")
     count = math.prod(tensor.shape)
@@ -222,12 +231,11 @@ def _input_array(tensor: RequestInput, binary: bytes, offset: int) -> tuple[NDAr
 
 def _json_values(data: list[Any], dtype: np.dtype[Any], message: str) -> NDArray[Any]:
     """JSON numbers as `dtype`: booleans for BOOL, integers in range for the integer types, numbers
-    within range for the floating-point types; anything else (strings, nulls, ragged lists, values
-    the type cannot hold) is refused with `message`, never cast."""
-    try:
-        values = np.asarray(data)
-    except (ValueError, TypeError, OverflowError, RecursionError):
-        raise refused(message) from None
+    within range for the floating-point types; anything else (strings, nulls, booleans among
+    numbers, ragged lists, values the type cannot hold) is refused with `message`, never cast."""
+    values = json_array(data)
+    if values is None:
+        raise refused(message)
     if values.size == 0:
         return values.astype(dtype)
     kinds = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}[dtype.kind]

@@ -28,6 +28,9 @@ _WHEN: dict[int, tuple[str, str, str, str]] = {  # status: (when, slug, title, a
           "an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>"),
     403: ("the admin API is off", "admin-off", "Forbidden", "the admin API is off: it needs VAESERVE_API_KEYS"),
     404: ("no such model or version", "model-not-found", "Model not found", "no model named 'fashion'"),
+    408: ("the body had not all arrived by the deadline (VAESERVE_REQUEST_TIMEOUT_S); the connection is closed",
+          "request-timeout", "Request timeout",
+          "the request body did not arrive within 30 s (VAESERVE_REQUEST_TIMEOUT_S)"),
     409: ("the new repository was refused; the old models keep serving", "reload-refused", "Reload refused",
           "the old models keep serving: models/mnist-vae/2/decoder.onnx: sha256 does not match the manifest"),
     413: ("over a size limit", "body-too-large", "Payload too large",
@@ -43,7 +46,7 @@ _WHEN: dict[int, tuple[str, str, str, str]] = {  # status: (when, slug, title, a
 }  # fmt: skip
 
 MODEL_ERRORS = (401, 404, 503, 504)  # any operation on a model: keys, the model asked for, load, deadline
-IMAGE_ERRORS = (400, *MODEL_ERRORS, 413, 415, 422)  # and a body of images
+IMAGE_ERRORS = (400, *MODEL_ERRORS, 408, 413, 415, 422)  # and a body of images, which may arrive too slowly
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:

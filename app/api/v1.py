@@ -181,7 +181,9 @@ async def get_samples(
     ops: OperationsDep,
     n: Annotated[int, Query(description="how many samples")] = 16,
     seed: Seed = 0,
-    temperature: Annotated[float, Query(gt=0, le=10, description="scale of the prior's standard deviation")] = 1.0,
+    temperature: Annotated[
+        float, Query(gt=0, le=10, allow_inf_nan=False, description="scale of the prior's standard deviation")
+    ] = 1.0,
     format: Annotated[Literal["png", "json"], Query(description="a PNG grid, or JSON")] = "png",
 ) -> Any:
     """A PNG grid, or JSON with base64 PNGs and their latents; the same seed gives the same answer."""
@@ -243,7 +245,8 @@ async def score_images(
     seed: Seed = 0,
     score: Annotated[s.ScoreName | None, Query(description="decision score; the calibrated one when absent")] = None,
     false_positive_rate: Annotated[
-        float | None, Query(gt=0, lt=1, description="threshold at this rate on the calibration scores")
+        float | None,
+        Query(gt=0, lt=1, allow_inf_nan=False, description="threshold at this rate on the calibration scores"),
     ] = None,
     heatmap: Heatmap = False,
 ) -> Response:

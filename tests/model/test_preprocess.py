@@ -139,6 +139,11 @@ def test_arrays_of_accepted_shapes(shape: tuple[int, ...]) -> None:
         (np.full((28, 28), np.nan), "array holds NaN or infinite values"),
         (np.full((28, 28), 2.0), "array values must lie in [0.0, 1.0]"),
         ([[0.0, 1.0], [0.5]], "array is not a rectangular array of numbers"),
+        # booleans or strings among numbers are refused, never cast (true is not 1.0; grader A, 11-13)
+        ([[0.0] * 27 + [True]] * 28, "array is not a rectangular array of numbers"),
+        ([[0.0] * 27 + ["1"]] * 28, "array is not a rectangular array of numbers"),
+        ([[[True] * 28] * 28], "array is not a rectangular array of numbers"),
+        ([0.0] * 783 + [10**30], "array is not a rectangular array of numbers"),
     ],
 )
 def test_bad_arrays_say_what_is_wrong(values: object, message: str) -> None:

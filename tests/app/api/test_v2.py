@@ -195,8 +195,11 @@ BAD_REQUESTS = [
     ("digits-encoder", _raw({"inputs": [IMAGE]}, ZEROS, length=10_000), 400,
      "Inference-Header-Content-Length '10000' is not a length within the body"),
     ("digits-encoder", _raw({"inputs": [{**IMAGE, "datatype": "BYTES", "data": ["a"]}]}), 400,
-     "input 'image': datatype 'BYTES' is not one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, "
-     "INT64, FP16, FP32, FP64"),
+     "input 'image': datatype BYTES is not supported by this server; send BOOL, UINT8, UINT16, UINT32, UINT64, "
+     "INT8, INT16, INT32, INT64, FP16, FP32, FP64"),
+    ("digits-encoder", _raw({"inputs": [{**IMAGE, "datatype": "FP31", "data": [0.5] * 784}]}), 400,
+     "input 'image': datatype 'FP31' is not a datatype of the protocol; send BOOL, UINT8, UINT16, UINT32, UINT64, "
+     "INT8, INT16, INT32, INT64, FP16, FP32, FP64"),
     ("digits-encoder", _raw({"inputs": [{**IMAGE, "data": [0.5] * 10}]}), 400,
      "input 'image': data holds 10 values, shape [1, 1, 28, 28] needs 784"),
     ("digits-encoder", _raw({"inputs": [{**IMAGE, "data": [[0.5], [0.5, 0.5]]}]}), 400,
