@@ -119,7 +119,9 @@ def test_the_cli_splits_by_the_importance_sample_budget(small_url: str, ten_file
     assert answer["importance_samples"] == 16
     with VAEClient(small_url) as vae:
         expected = [vae.score(p, importance_samples=16).results[0].score for p in ten_files]
-    assert [(res["file"], res["score"]) for res in answer["results"]] == list(zip(map(str, ten_files), expected))
+    assert [(res["file"], res["score"]) for res in answer["results"]] == list(
+        zip(map(str, ten_files), expected, strict=True)
+    )
     default_k = vaeserve("reconstruct", folder, "-o", str(tmp_path / "recon"))  # K = 8: 2 per request
     assert default_k.returncode == 0, default_k.stderr.decode()
     assert sorted(p.name for p in (tmp_path / "recon").iterdir()) == sorted(p.name for p in ten_files)

@@ -125,7 +125,7 @@ def test_error_answers_raise_the_problem_details(vae: VAEClient, digit_pngs: lis
          "image 1: not a decodable image"),
         (lambda: vae.decode([[0.0, 1.0, 2.0]]), 422, "invalid-input", "Invalid input",
          "latent 0 has 3 values, the model takes 4"),
-        (lambda: vae.encode(np.zeros((1, 1, 5000, 5000), np.uint8)), 413, "too-large", "Payload too large",
+        (lambda: vae.encode(np.zeros((1, 1, 5000, 5000), np.uint8)), 413, "body-too-large", "Payload too large",
          "the body is over the limit of 16777216 bytes (VAESERVE_MAX_BODY_BYTES)"),  # one image is not split
         (lambda: vae.sample_grid(65), 422, "out-of-range", "Invalid request", "n must be between 1 and 64 (VAESERVE_MAX_SAMPLES), got 65"),
     ]  # fmt: skip
