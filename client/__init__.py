@@ -9,7 +9,7 @@ Importing it loads httpx, numpy and pydantic, never torch, onnxruntime or the se
 
 from client.aio import AsyncVAEClient
 from client.calls import DEFAULT_URL
-from client.errors import VAEServeConnectionError, VAEServeError
+from client.errors import VAEServeConnectionError, VAEServeError, VAEServeTimeoutError
 from client.retry import NO_RETRY, RetryPolicy
 from client.sync import VAEClient
 
@@ -21,4 +21,5 @@ __all__ = [
     "VAEClient",
     "VAEServeConnectionError",
     "VAEServeError",
+    "VAEServeTimeoutError",
 ]

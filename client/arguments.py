@@ -8,24 +8,17 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Protocol, Self, TypedDict, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar
 
 import click
 import numpy as np
 from numpy.typing import NDArray
 
+from client.batching import BODY_BYTES, Batched, Budget, pack
+from client.bodies import MULTIPART_PART_BYTES
 from client.errors import VAEServeError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
-
-class Batched(Protocol):
-    """An answer with one result per image (encode, reconstruct, score)."""
-
-    @property
-    def results(self) -> Sequence[Any]: ...
-
-    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Self: ...
 
 
 A = TypeVar("A", bound=Batched)
@@ -65,38 +58,30 @@ def image_files(paths: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, str
             elif entry.is_file():
                 skipped.append((entry, f"not an image file name ({', '.join(sorted(IMAGE_SUFFIXES))})"))
             else:
-                skipped.append((entry, "a directory (folders are not searched recursively)"))
+                skipped.append((entry, _not_a_file(entry)))
     if not files:
         raise click.UsageError("no image files found")
     return files, skipped
 
 
-MULTIPART_PART_BYTES = 256  # a part's headers, besides its file name and contents
+def _not_a_file(entry: Path) -> str:
+    """Why a directory entry that is not a regular file is skipped."""
+    if entry.is_symlink() and not entry.exists():
+        return f"a broken symbolic link (to {entry.readlink()}, which does not exist)"
+    if entry.is_dir():
+        return "a directory (folders are not searched recursively)"
+    return "not a regular file"
 
 
-def plan_requests(
-    files: Sequence[Path], max_images: int, max_bytes: int
-) -> tuple[list[list[Path]], list[tuple[Path, str]]]:
-    """Files packed in order into requests of at most `max_images` files and `max_bytes` of body;
+def plan_requests(files: Sequence[Path], budget: Budget) -> tuple[list[list[Path]], list[tuple[Path, str]]]:
+    """Files packed in order into requests within `budget` (images, body bytes);
     and the files too big to go in any request on their own, with why."""
-    requests: list[list[Path]] = []
-    too_big: list[tuple[Path, str]] = []
-    current: list[Path] = []
-    size = 0
-    for path in files:
-        part = path.stat().st_size + len(path.name.encode()) + MULTIPART_PART_BYTES
-        if part > max_bytes:
-            too_big.append((path, f"{path.stat().st_size} bytes is over the server's limit of {max_bytes} bytes "
-                                  "per request (VAESERVE_MAX_BODY_BYTES)"))  # fmt: skip
-            continue
-        if current and (len(current) == max_images or size + part > max_bytes):
-            requests.append(current)
-            current, size = [], 0
-        current.append(path)
-        size += part
-    if current:
-        requests.append(current)
-    return requests, too_big
+    sizes = {path: path.stat().st_size + len(path.name.encode()) + MULTIPART_PART_BYTES for path in files}
+    fits = [path for path in files if sizes[path] + BODY_BYTES <= budget.max_bytes]
+    too_big = [(path, f"{path.stat().st_size} bytes is over the server's limit of {budget.max_bytes} bytes "
+                      "per request (VAESERVE_MAX_BODY_BYTES)") for path in files if path not in fits]  # fmt: skip
+    groups = pack([sizes[path] for path in fits], budget)
+    return [[fits[i] for i in group] for group in groups], too_big
 
 
 @dataclass
@@ -144,21 +129,55 @@ def ask_each(requests: Sequence[Sequence[Path]], ask: Callable[[list[Path]], A])
 
 
 def read_latents(source: str | None, values: Sequence[str]) -> NDArray[np.float64]:
-    """Latents [N, D] from -z values and a FILE: .npy, JSON [[...]] or {"latents": ...}, or encode's --json."""
-    rows: list[Any] = [[float(v) for v in value.replace(",", " ").split()] for value in values]
+    """Latents [N, D] from -z values and a FILE: .npy, JSON [[...]] or {"latents": ...}, or encode's --json.
+
+    Raises click.UsageError naming what is wrong: no latents, a value that is not a number,
+    a FILE that is not JSON or lacks "latents", rows of different lengths.
+    """
+    rows: list[Any] = []
+    for value in values:
+        try:
+            rows.append([float(v) for v in value.replace(",", " ").split()])
+        except ValueError as exc:
+            raise click.UsageError(f"-z {value}: every value must be a number ({exc})") from None
     if source:
-        if source.endswith(".npy"):
-            rows += np.load(source, allow_pickle=False).tolist()
-        else:
-            data = json.loads(sys.stdin.read() if source == "-" else Path(source).read_text())
-            if isinstance(data, dict) and "results" in data:  # `vaeserve encode --json`: z when drawn, else mean
-                data = [result.get("z") or result["mean"] for result in data["results"]]
-            elif isinstance(data, dict):
-                data = data.get("latents", [])
-            rows += data if data and isinstance(data[0], list) else [data]
+        rows += _latents_file(source)
     if not rows or not rows[0]:
         raise click.UsageError("give latents: a FILE (.npy or JSON), '-' for stdin, or -z values")
     try:
         return np.asarray(rows, dtype=np.float64)
-    except ValueError:
-        raise click.UsageError("every latent must have the same number of values") from None
+    except (ValueError, TypeError):
+        lengths = sorted({len(row) if isinstance(row, list) else 1 for row in rows})
+        if len(lengths) > 1:
+            raise click.UsageError(f"every latent must have the same number of values, got {lengths}") from None
+        raise click.UsageError("latents must be numbers: [[v, v, ...], ...]") from None
+
+
+LATENTS_JSON = 'JSON latents: [[v, ...], ...], {"latents": [[v, ...], ...]}, or `vaeserve encode --json` output'
+
+
+def _latents_file(source: str) -> list[Any]:
+    """The rows of a latents FILE ('-': stdin)."""
+    name = "stdin" if source == "-" else source
+    if source.endswith(".npy"):
+        return list(np.atleast_2d(np.load(source, allow_pickle=False)).tolist())
+    text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise click.UsageError(f"{name} is not JSON ({exc}); give {LATENTS_JSON}, or a .npy file") from None
+    if isinstance(data, dict) and "results" in data:  # `vaeserve encode --json`: z when drawn, else mean
+        try:
+            data = [result.get("z") or result["mean"] for result in data["results"]]
+        except (TypeError, KeyError, AttributeError):
+            raise click.UsageError(f'{name}: its results hold no "mean" latents; give {LATENTS_JSON}') from None
+    elif isinstance(data, dict):
+        if "latents" not in data:
+            keys = ", ".join(map(repr, list(data)[:5])) or "none"
+            raise click.UsageError(
+                f'{name}: a JSON object needs a "latents" field (its keys: {keys}); give {LATENTS_JSON}'
+            )
+        data = data["latents"]
+    if not isinstance(data, list) or not data:
+        raise click.UsageError(f"{name} holds no latents; give {LATENTS_JSON}")
+    return data if isinstance(data[0], list) else [data]

@@ -12,14 +12,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Generic, Literal, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx2 as httpx
 from numpy.typing import ArrayLike
 from pydantic import BaseModel
 
 from client import results as r
-from client.bodies import Body, Images, codes_body, image_body, latents_json
+from client.bodies import Body, Images, Upload, codes_body, latents_json
 from client.errors import connection_error, error_from_response
 from client.retry import DEFAULT_RETRY, RetryPolicy
 from wire.v1 import PathMethod, ScoreName
@@ -57,10 +57,12 @@ class Call(Generic[T]):
             headers=headers,
         )
 
-    def finish(self, response: httpx.Response | None, error: httpx.TransportError | None, url: str) -> T:
+    def finish(
+        self, response: httpx.Response | None, error: httpx.TransportError | None, url: str, timeout: float
+    ) -> T:
         """The last attempt's outcome: the answer read, or the error raised."""
         if error is not None or response is None:
-            raise connection_error(url, error or httpx.TransportError("no answer")) from error
+            raise connection_error(url, error or httpx.TransportError("no answer"), timeout) from error
         if not response.is_success:
             raise error_from_response(response)
         return self.read(response)
@@ -117,12 +119,35 @@ def model(name: str, version: str | None = None) -> Call[r.ModelDetail]:
     return Call("GET", f"/v1/models/{quote(name, safe='')}", _parsed(r.ModelDetail), {"version": version})
 
 
+def calibrated_importance_samples(name: str | None, version: str | None = None) -> Call[int | None]:
+    """The K a score request without one gets from a model's calibration (None: not calibrated):
+    GET /v1/models/{name}, or GET /v1/models for the server's default model."""
+    if name is not None:
+        detail = model(name, version)
+        return Call(detail.method, detail.path, lambda answer: _k(detail.read(answer)), detail.params)
+
+    def read(answer: httpx.Response) -> int | None:
+        listed = r.ModelList.model_validate_json(answer.content).models
+        return next((_k(summary) for summary in listed if summary.default), None)
+
+    return Call("GET", "/v1/models", read)
+
+
+def _k(summary: r.ModelSummary) -> int | None:
+    return summary.calibration.importance_samples if summary.calibration is not None else None
+
+
 def encode(
-    images: Images, *, sample: bool = False, seed: int = 0, model: str | None = None, version: str | None = None
+    images: Images | Upload,
+    *,
+    sample: bool = False,
+    seed: int = 0,
+    model: str | None = None,
+    version: str | None = None,
 ) -> Call[r.Encoding]:
     """POST /v1/encode."""
     params = {"sample": sample, "seed": seed, "model": model, "version": version}
-    return Call("POST", "/v1/encode", _parsed(r.Encoding), params, image_body(images))
+    return Call("POST", "/v1/encode", _parsed(r.Encoding), params, _upload(images).body())
 
 
 def decode(
@@ -160,7 +185,7 @@ def sample_grid(
 
 
 def reconstruct(
-    images: Images,
+    images: Images | Upload,
     *,
     importance_samples: int | None = None,
     seed: int = 0,
@@ -171,11 +196,11 @@ def reconstruct(
     """POST /v1/reconstruct."""
     params = {"importance_samples": importance_samples, "seed": seed, "format": format, "model": model,
               "version": version}  # fmt: skip
-    return Call("POST", "/v1/reconstruct", _parsed(r.Reconstruction), params, image_body(images))
+    return Call("POST", "/v1/reconstruct", _parsed(r.Reconstruction), params, _upload(images).body())
 
 
 def score(
-    images: Images,
+    images: Images | Upload,
     *,
     score: ScoreName | None = None,
     false_positive_rate: float | None = None,
@@ -187,7 +212,11 @@ def score(
     """POST /v1/score."""
     params = {"score": score, "false_positive_rate": false_positive_rate, "importance_samples": importance_samples,
               "seed": seed, "model": model, "version": version}  # fmt: skip
-    return Call("POST", "/v1/score", _parsed(r.Scores), params, image_body(images))
+    return Call("POST", "/v1/score", _parsed(r.Scores), params, _upload(images).body())
+
+
+def _upload(images: Images | Upload) -> Upload:
+    return images if isinstance(images, Upload) else Upload.of(images)
 
 
 def interpolate(
@@ -270,8 +299,13 @@ class ClientBase:
         """`base_url` defaults to $VAESERVE_URL, else http://127.0.0.1:8000; `api_key` to $VAESERVE_API_KEY."""
         self.base_url = (base_url or os.environ.get("VAESERVE_URL") or DEFAULT_URL).rstrip("/")
         api_key = api_key if api_key is not None else os.environ.get("VAESERVE_API_KEY") or None
+        _check_url(self.base_url)
         self.retry = retry
+        self.timeout = timeout
         self._options = http_options(self.base_url, api_key, timeout, auth_header)
+        self._limits: r.Limits | None = None  # GET /v1/limits, asked once (see `budget`); None on older servers
+        self._limits_asked = False
+        self._calibrated_k: dict[tuple[str | None, str | None], int | None] = {}  # per (model, version)
         self._connect()
 
     def _connect(self) -> None:
@@ -280,3 +314,17 @@ class ClientBase:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r})"
+
+    def _planned_k(self, importance_samples: int | None, calibrated: int | None) -> int | None:
+        """K to plan a scored request by: as asked, else the model's calibrated K, else the server's default."""
+        if importance_samples is not None or self._limits is None:
+            return importance_samples
+        return calibrated or self._limits.default_importance_samples
+
+
+def _check_url(url: str) -> None:
+    """Refuse a server URL httpx would fail on later with a misleading transport error."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        hint = f"; did you mean http://{url}?" if "://" not in url else ""
+        raise ValueError(f"the server URL {url!r} must start with http:// or https:// and name a host{hint}")

@@ -17,6 +17,7 @@ found an anomaly; 2 bad usage, or a command whose extras are not installed.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -29,8 +30,9 @@ import click
 
 from client import output
 from client.arguments import A, Codes, Outcome, ask_each, image_files, model_ref, plan_requests, read_latents
+from client.batching import Budget
 from client.calls import DEFAULT_URL
-from client.errors import VAEServeConnectionError, VAEServeError
+from client.errors import VAEServeConnectionError, VAEServeError, VAEServeTimeoutError
 from client.local import evaluate, serve, train
 from client.retry import NO_RETRY, RetryPolicy
 from client.sync import VAEClient
@@ -54,8 +56,8 @@ class Remote:
 BAD_FILES = 2  # exit status when some files could not be used; the rest are still answered
 
 
-def ask_files(vae: VAEClient, paths: Sequence[Path], batch_size: int, ask: Callable[[list[Path]], A]) -> Outcome[A]:
-    """Every image file of `paths`, asked in requests within the server's limits (GET /v1/limits).
+def ask_files(paths: Sequence[Path], budget: Callable[[], Budget], ask: Callable[[list[Path]], A]) -> Outcome[A]:
+    """Every image file of `paths`, asked in requests within `budget()` (the server's limits, VAEClient.budget).
 
     Skipped directory entries and the files that fail are said on stderr, one line each;
     the others are answered. A file over the body limit on its own is said before any upload.
@@ -63,14 +65,7 @@ def ask_files(vae: VAEClient, paths: Sequence[Path], batch_size: int, ask: Calla
     files, skipped = image_files(paths)
     for path, why in skipped:
         click.echo(f"skipped {path}: {why}", err=True)
-    try:
-        limits = vae.limits()
-        max_images, max_bytes = min(batch_size, limits.max_images_per_request), limits.max_body_bytes
-    except VAEServeError as exc:
-        if exc.status != 404:  # a server older than /v1/limits: send as asked
-            raise
-        max_images, max_bytes = batch_size, sys.maxsize
-    requests, too_big = plan_requests(files, max_images, max_bytes)
+    requests, too_big = plan_requests(files, budget())
     outcome = ask_each(requests, ask)
     order = {path: i for i, path in enumerate(files)}
     outcome.failed = sorted(too_big + outcome.failed, key=lambda failure: order[failure[0]])
@@ -156,7 +151,8 @@ def encode(
 ) -> int:
     """Encode images to the mean (and log-variance) of q(z|x)."""
     with remote.client() as vae:
-        got = ask_files(vae, paths, batch_size, partial(vae.encode, sample=sample, seed=seed, **model_ref(model)))
+        ask = partial(vae.encode, sample=sample, seed=seed, **model_ref(model))
+        got = ask_files(paths, partial(vae.budget, max_images=batch_size), ask)
     if got.answer is not None:
         answer, files = got.answer, got.done
         click.echo(output.json_with_files(answer, files, got.failed) if as_json else output.encodings(files, answer))
@@ -336,8 +332,10 @@ def reconstruct(
 ) -> int:
     """Reconstruct images from their posterior mean; write one PNG each, print their scores."""
     with remote.client() as vae:
-        ask = partial(vae.reconstruct, importance_samples=importance_samples, seed=seed, **model_ref(model))
-        got = ask_files(vae, paths, batch_size, ask)
+        ref = model_ref(model)
+        ask = partial(vae.reconstruct, importance_samples=importance_samples, seed=seed, **ref)
+        budget = partial(vae.budget, scored=True, importance_samples=importance_samples, max_images=batch_size, **ref)
+        got = ask_files(paths, budget, ask)
     if got.answer is None:
         return report_failures(got)
     answer, files = got.answer, got.done
@@ -389,9 +387,11 @@ def score(
     files could not be scored (the others still are).
     """
     with remote.client() as vae:
+        ref = model_ref(model)
         ask = partial(vae.score, score=score_name, false_positive_rate=fpr, importance_samples=importance_samples,
-                      seed=seed, **model_ref(model))  # fmt: skip
-        got = ask_files(vae, paths, batch_size, ask)
+                      seed=seed, **ref)  # fmt: skip
+        budget = partial(vae.budget, scored=True, importance_samples=importance_samples, max_images=batch_size, **ref)
+        got = ask_files(paths, budget, ask)
     answer = got.answer
     if answer is not None:
         files = got.done
@@ -418,13 +418,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VAEServeConnectionError as exc:
         click.echo(f"error: {exc}; is the server running? (--url or VAESERVE_URL)", err=True)
         return 1
+    except VAEServeTimeoutError as exc:
+        click.echo(f"error: {exc}; it may still be working on it: give a longer --timeout, or ask for less", err=True)
+        return 1
     except VAEServeError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_unauthorized(exc, argv) if exc.status == 401 else exc}", err=True)
         return 1
     except (OSError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         return 1
     return code if isinstance(code, int) else 0
+
+
+def _unauthorized(exc: VAEServeError, argv: Sequence[str] | None) -> str:
+    """A 401 said in the command's terms (its options), not the HTTP headers the server names."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    given = any(arg == "--api-key" or arg.startswith("--api-key=") for arg in args) or os.environ.get(
+        "VAESERVE_API_KEY"
+    )
+    if given:
+        return (
+            f"{exc.status} {exc.title}: the key given (--api-key or VAESERVE_API_KEY) is not one of the server's keys"
+        )
+    return f"{exc.status} {exc.title}: the server needs an API key: give it with --api-key KEY or VAESERVE_API_KEY"
 
 
 if __name__ == "__main__":

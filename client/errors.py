@@ -53,12 +53,34 @@ def error_from_response(response: httpx.Response) -> VAEServeError:
     return VAEServeError(response.status_code, "about:blank", response.reason_phrase, text, retry_after)
 
 
-def connection_error(url: str, exc: httpx.TransportError) -> VAEServeConnectionError:
+class VAEServeTimeoutError(VAEServeError):
+    """The server was reached but no answer came within the client's `timeout`; `status` is 0.
+
+    The server may still be working on the request (a large K takes time), so it is not
+    retried: give a longer timeout (`timeout=`, the CLI's --timeout) or ask for less.
+    """
+
+    def __init__(self, url: str, reason: str, timeout: float) -> None:
+        detail = f"{url}: {reason} within the timeout of {timeout:g} s"
+        super().__init__(0, "urn:vaeserve:client:timeout", "No answer in time", detail)
+        self.args = (f"no answer from {url}: {reason} within the timeout of {timeout:g} s",)
+        self.url = url
+        self.timeout = timeout
+
+
+_TIMED_OUT: dict[type[httpx.TransportError], str] = {
+    httpx.ReadTimeout: "nothing came back",
+    httpx.WriteTimeout: "the request could not be sent",
+}
+
+
+def connection_error(url: str, exc: httpx.TransportError, timeout: float) -> VAEServeError:
+    """VAEServeTimeoutError when the server was reached but did not answer in time, else VAEServeConnectionError."""
+    if type(exc) in _TIMED_OUT:
+        return VAEServeTimeoutError(url, _TIMED_OUT[type(exc)], timeout)
     reason = {
         httpx.ConnectError: "connection refused or host unreachable",
-        httpx.ConnectTimeout: "timed out while connecting",
-        httpx.ReadTimeout: "timed out waiting for the answer",
-        httpx.WriteTimeout: "timed out while sending",
-        httpx.PoolTimeout: "timed out waiting for a connection",
+        httpx.ConnectTimeout: f"no connection within the timeout of {timeout:g} s",
+        httpx.PoolTimeout: "timed out waiting for a free connection",
     }.get(type(exc), str(exc) or type(exc).__name__)
     return VAEServeConnectionError(url, reason)

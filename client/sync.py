@@ -11,9 +11,11 @@ float in [0, 1]); `model` and `version` pick a loaded model (the default one whe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Literal, TypeVar
 
@@ -22,13 +24,17 @@ from numpy.typing import ArrayLike
 
 from client import calls
 from client import results as r
-from client.bodies import Images
+from client.batching import Batched, Budget, join, k_matters
+from client.batching import budget as batching_budget
+from client.bodies import Images, Upload
 from client.calls import Call, ClientBase
+from client.errors import VAEServeError
 from client.retry import Attempts
 from wire.v1 import PathMethod, ScoreName
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+A = TypeVar("A", bound=Batched)
 
 
 class VAEClient(ClientBase):
@@ -58,7 +64,7 @@ class VAEClient(ClientBase):
                 error = exc
             wait = attempts.next_wait(response, error)
             if wait is None:
-                return call.finish(response, error, self.base_url)
+                return call.finish(response, error, self.base_url, self.timeout)
             log.info("%s %s: retrying in %.2f s", call.method, call.path, wait)
             time.sleep(wait)
 
@@ -82,12 +88,44 @@ class VAEClient(ClientBase):
         """GET /v1/models/{name}: one model (its highest version unless `version` is given)."""
         return self._run(calls.model(name, version))
 
+    def budget(
+        self, *, scored: bool = False, importance_samples: int | None = None, model: str | None = None,
+        version: str | None = None, max_images: int | None = None,
+    ) -> Budget:  # fmt: skip
+        """What one request may carry under the server's limits (GET /v1/limits, asked once per client).
+
+        For a `scored` request (score, reconstruct) the images per request also keep images x K
+        within max_total_importance_samples; without `importance_samples`, K is the model's
+        calibrated one (asked once per model). `max_images` is a cap of the caller's own.
+        A server without /v1/limits gives no budget beyond `max_images`.
+        """
+        if not self._limits_asked:
+            try:
+                self._limits = self._run(calls.limits())
+            except VAEServeError as exc:
+                if exc.status != 404:  # a server older than /v1/limits: send as asked
+                    raise
+            self._limits_asked = True
+        key = (model, version)
+        if scored and importance_samples is None and k_matters(self._limits) and key not in self._calibrated_k:
+            with contextlib.suppress(VAEServeError):  # an unknown model: the request itself will say so
+                self._calibrated_k[key] = self._run(calls.calibrated_importance_samples(model, version))
+        k = self._planned_k(importance_samples, self._calibrated_k.get(key)) if scored else None
+        return batching_budget(self._limits, k, max_images)
+
+    def _run_split(self, uploads: Sequence[Upload], ask: Callable[[Upload], Call[A]]) -> A:
+        """One request per upload, in order; their answers joined as one."""
+        return join([self._run(ask(upload)) for upload in uploads])
+
     def encode(
         self, images: Images, *, sample: bool = False, seed: int = 0, model: str | None = None,
         version: str | None = None,
     ) -> r.Encoding:  # fmt: skip
-        """Images to the mean and log-variance of q(z|x) (`.mean`, `.log_var`); one draw `.z` with sample=True."""
-        return self._run(calls.encode(images, sample=sample, seed=seed, model=model, version=version))
+        """Images to the mean and log-variance of q(z|x) (`.mean`, `.log_var`); one draw `.z` with sample=True.
+        Any number of images: split into requests within the server's limits (`budget`), results in order."""
+        uploads = Upload.of(images).split(self.budget())
+        ask = partial(calls.encode, sample=sample, seed=seed, model=model, version=version)
+        return self._run_split(uploads, ask)
 
     def decode(
         self, latents: ArrayLike, *, format: Literal["png", "array"] = "png", model: str | None = None,
@@ -118,18 +156,22 @@ class VAEClient(ClientBase):
         self, images: Images, *, importance_samples: int | None = None, seed: int = 0,
         format: Literal["png", "array"] = "png", model: str | None = None, version: str | None = None,
     ) -> r.Reconstruction:  # fmt: skip
-        """Reconstructions from the posterior mean (`.pngs` or `.pixels`), with their scores."""
-        return self._run(calls.reconstruct(images, importance_samples=importance_samples, seed=seed, format=format,
-                                           model=model, version=version))  # fmt: skip
+        """Reconstructions from the posterior mean (`.pngs` or `.pixels`), with their scores; split like `encode`."""
+        budget = self.budget(scored=True, importance_samples=importance_samples, model=model, version=version)
+        ask = partial(calls.reconstruct, importance_samples=importance_samples, seed=seed, format=format, model=model,
+                      version=version)  # fmt: skip
+        return self._run_split(Upload.of(images).split(budget), ask)
 
     def score(
         self, images: Images, *, score: ScoreName | None = None, false_positive_rate: float | None = None,
         importance_samples: int | None = None, seed: int = 0, model: str | None = None, version: str | None = None,
     ) -> r.Scores:  # fmt: skip
-        """Anomaly scores: all scores, the decision score (`.values`), its threshold, p-values and decisions."""
-        return self._run(calls.score(images, score=score, false_positive_rate=false_positive_rate,
-                                     importance_samples=importance_samples, seed=seed, model=model,
-                                     version=version))  # fmt: skip
+        """Anomaly scores: all scores, the decision score (`.values`), its threshold, p-values and decisions.
+        Split like `encode`, and so that images x K stays within the server's max_total_importance_samples."""
+        budget = self.budget(scored=True, importance_samples=importance_samples, model=model, version=version)
+        ask = partial(calls.score, score=score, false_positive_rate=false_positive_rate,
+                      importance_samples=importance_samples, seed=seed, model=model, version=version)  # fmt: skip
+        return self._run_split(Upload.of(images).split(budget), ask)
 
     def interpolate(
         self, images: Images | None = None, *, latents: ArrayLike | None = None, steps: int = 8,

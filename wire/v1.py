@@ -308,6 +308,12 @@ class Limits(_Out):
     max_pixels_per_image: int = Field(examples=[16777216], description="decoded pixels per image")
     max_samples: int = Field(examples=[256], description="n for GET /v1/samples")
     max_importance_samples: int = Field(examples=[5000], description="K for scores")
+    max_total_importance_samples: int = Field(
+        examples=[16384], description="images x K per score or reconstruct request: the work one request may buy"
+    )
+    default_importance_samples: int = Field(
+        examples=[64], description="K when neither the request nor the model's calibration names one"
+    )
 
 
 class Histogram(_Out):

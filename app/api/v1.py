@@ -25,6 +25,7 @@ from model.bundle import LatentStatistics
 from model.latents import ACTIVE_VARIANCE, active_dimensions
 from model.preprocess import encode_png, heatmap_png, make_grid
 from model.runtime import ScoreBatch
+from model.scores import DEFAULT_IMPORTANCE_SAMPLES
 from wire import v1 as s
 
 router = APIRouter(prefix="/v1", tags=["v1"])
@@ -280,7 +281,8 @@ def _run(scored: Scored) -> dict[str, int]:
             responses=problems(401))  # fmt: skip
 async def get_limits(settings: SettingsDep) -> s.Limits:
     """The VAESERVE_ limits: clients split their uploads to fit them."""
-    return s.Limits.model_validate(settings.model_dump(include=set(s.Limits.model_fields)))
+    limits = settings.model_dump(include=set(s.Limits.model_fields))
+    return s.Limits.model_validate(limits | {"default_importance_samples": DEFAULT_IMPORTANCE_SAMPLES})
 
 
 def _summary(model: LoadedModel, default: bool) -> dict[str, Any]:

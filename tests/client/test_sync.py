@@ -125,8 +125,8 @@ def test_error_answers_raise_the_problem_details(vae: VAEClient, digit_pngs: lis
          "image 1: not a decodable image"),
         (lambda: vae.decode([[0.0, 1.0, 2.0]]), 422, "invalid-input", "Invalid input",
          "latent 0 has 3 values, the model takes 4"),
-        (lambda: vae.encode(np.zeros((9, 1, 28, 28), np.float32)), 413, "too-many-images", "Payload too large",
-         "9 images is over the limit of 8 per request (VAESERVE_MAX_IMAGES_PER_REQUEST)"),
+        (lambda: vae.encode(np.zeros((1, 1, 5000, 5000), np.uint8)), 413, "body-too-large", "Payload too large",
+         "the body is over the limit of 16777216 bytes (VAESERVE_MAX_BODY_BYTES)"),  # one image is not split
         (lambda: vae.sample_grid(65), 422, "out-of-range", "Invalid request", "n must be between 1 and 64 (VAESERVE_MAX_SAMPLES), got 65"),
     ]  # fmt: skip
     for call, status, slug, title, detail in cases:

@@ -42,4 +42,6 @@ def test_wire_imports_only_pydantic() -> None:
 def test_the_limits_a_client_reads_are_settings() -> None:
     from app.settings import Settings
 
-    assert set(v1.Limits.model_fields) <= set(Settings.model_fields)
+    # Every limit is the setting of its name; the one constant is the K a request without one gets.
+    assert set(v1.Limits.model_fields) - {"default_importance_samples"} <= set(Settings.model_fields)
+    assert "max_total_importance_samples" in v1.Limits.model_fields  # the N x K budget, for clients to split by

@@ -133,6 +133,14 @@ def test_too_many_multipart_files_is_413(client: TestClient, digit_pngs) -> None
                    "more than 8 images is over the limit of 8 per request (VAESERVE_MAX_IMAGES_PER_REQUEST)")  # the parser stops at 9  # fmt: skip
 
 
+def test_limits_publish_what_a_client_splits_by(client: TestClient) -> None:
+    assert client.get("/v1/limits").json() == {
+        "max_body_bytes": 16 * 1024 * 1024, "max_images_per_request": 8, "max_pixels_per_image": 4096 * 4096,
+        "max_samples": 64, "max_importance_samples": 5000, "max_total_importance_samples": 16384,
+        "default_importance_samples": 64,
+    }  # fmt: skip
+
+
 def test_rgb_and_odd_sized_uploads_are_converted(client: TestClient, digit_pngs) -> None:
     grey = _png_to_array(digit_pngs[0])
     rgb = png_bytes(np.dstack([grey] * 3))
