@@ -12,7 +12,6 @@ from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
 
 from wire import v1 as s
 
@@ -133,6 +132,8 @@ class Scores(s.ScoreResponse):
     def masks(self) -> NDArray[np.bool_]:
         """(N, H, W): True where the heatmap is over the calibration's pixel threshold, in images
         judged anomalous (asked for with mask=True)."""
+        from PIL import Image  # only here: importing the client stays light (tests/client/test_local.py)
+
         pngs = _asked([r.mask for r in self.results], "mask")
         return np.stack([np.asarray(Image.open(io.BytesIO(png)), dtype=np.bool_) for png in pngs])
 
