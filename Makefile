@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 MODEL_OUT ?= model/zoo/mnist-vae/1
+TEXTURE_OUT ?= model/zoo/fundus-vae/1
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup serve dev chromium test lint monitoring-tools smoke model quality screenshots clean
+.PHONY: setup serve dev chromium test lint monitoring-tools smoke model texture-model quality screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +56,12 @@ smoke: dev  ## build the Docker image in a real engine and check it (starts dock
 
 model: dev  ## retrain the shipped default model from scratch, with the baseline comparison
 	$(BIN)/python bench/quality.py --default-out $(MODEL_OUT) --work runs/quality
+
+texture-model: dev  ## retrain the shipped colour texture model (64x64 patches of scikit-image's retina photograph)
+	rm -rf runs/fundus
+	$(BIN)/python -m training.fundus runs/fundus/patches
+	$(BIN)/python -m training --config training/configs/fundus.toml --data runs/fundus/patches \
+	  --out $(TEXTURE_OUT) --run-dir runs/fundus/run --force
 
 quality: dev  ## the same comparison, without touching the shipped model
 	$(BIN)/python bench/quality.py --work runs/quality

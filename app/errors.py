@@ -97,6 +97,15 @@ def too_much_work(images: int, importance_samples: int, limit: int) -> ServiceEr
     )  # fmt: skip
 
 
+def too_much_output(images: int, pngs: int, bound: int, limit: int) -> ServiceError:
+    return ServiceError(
+        422, "too-much-output", "Invalid request",
+        f"{images} images x {pngs} PNGs each (heatmap, mask, overlay) could take up to {bound} bytes, over the "
+        f"limit of {limit} bytes (VAESERVE_MAX_BODY_BYTES, which answers are held to as well); send fewer images or "
+        "ask for fewer of heatmap, mask and overlay",
+    )  # fmt: skip
+
+
 def out_of_range(name: str, value: float, low: float, high: float, setting: str | None = None) -> ServiceError:
     where = f" ({setting})" if setting else ""
     return ServiceError(

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SHIPPED_REPOSITORY = Path(str(files("model") / "zoo"))
+SHIPPED_DEFAULT = "mnist-vae"  # of the shipped repository's models (beside it: fundus-vae, colour patches)
 
 
 class Settings(BaseSettings):
@@ -22,7 +23,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VAESERVE_", extra="forbid", frozen=True)
 
     model_repository: Path = SHIPPED_REPOSITORY  # <root>/<name>/<version>/manifest.json
-    default_model: str | None = None  # "name" or "name:version"; None: the first name in the repository
+    # "name" or "name:version"; None: SHIPPED_DEFAULT for the shipped repository, else the first name in the repository
+    default_model: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1)  # server processes for `python -m app`; each loads every model

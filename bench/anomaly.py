@@ -4,6 +4,7 @@ halves, localisation of synthetic defects, and one-vs-rest on the built-in digit
     python -m bench.anomaly select        # selection half only: choose the default score and hyper-parameters
     python -m bench.anomaly report        # the report half with the shipped bundle
     python -m bench.anomaly localise      # localisation of synthetic defects with the shipped bundle
+    python -m bench.anomaly localise --bundle fundus-vae   # the same for the colour fundus patches
     python -m bench.anomaly one-vs-rest   # train a one-class model per digit and evaluate it (--classes 0 1 7)
 
 The protocol (docs/anomaly.md): `select` looks only at the selection half of
@@ -15,7 +16,10 @@ bundle is re-calibrated with it (`python -m training.calibrate`). Only then does
 look at the report half, with the bundle as shipped; it writes anomaly-family.{md,json}
 (every calibrated score on both halves: the selection half's numbers are `select`'s, whose
 latent mixture and combination are fitted exactly as the shipped bundle's). `localise`
-writes anomaly-localisation.{md,json,png}: 50 test digits per defect kind and seed.
+writes anomaly-localisation.{md,json,png}: 50 test digits per defect kind and seed; with
+`--bundle fundus-vae`, anomaly-fundus-localisation.{md,json,png} (and docs/img/fundus-localisation.png):
+50 held-out fundus patches per colour defect (scratch, spot, stain) and seed, with the image
+AUROC of every calibrated score.
 
 Normal images: the bundle's test split (500; never its calibration split). Each OOD set:
 N_PER_SET images drawn with seeds 0, 1 and 2, the seed also drawing the scores' noise;
@@ -37,6 +41,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +53,13 @@ from scipy.stats import rankdata
 from model.bundle import Calibration, Combination, load_bundle
 from model.decision import decide
 from model.latents import posterior
-from model.localise import anomaly_masks, overlay, pixel_maps
-from model.preprocess import encode_png, heatmap_png
+from model.localise import anomaly_masks, heatmap_png, overlay, pixel_maps
+from model.preprocess import encode_png
 from model.runtime import RuntimeOptions, ScoreBatch, VAERuntime, batched_scores, combined_scores
 from model.scores import CALIBRATED_SCORES, COMBINED_SCORES, mixture_nll
 from training.calibrate import fit_latent_mixture
 from training.data import bundle_arrays
-from training.defects import DEFECTS, add_defects
+from training.defects import COLOUR_DEFECTS, DEFECTS, KINDS, add_defects
 from training.evaluate import EVALUATED_SCORES
 from training.evaluate import main as evaluate
 from training.localisation import aupro, pixel_auroc
@@ -63,6 +68,7 @@ from training.ood_family import half, make_set
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 SHIPPED = ROOT / "model" / "zoo" / "mnist-vae" / "1"
+FUNDUS = ROOT / "model" / "zoo" / "fundus-vae" / "1"
 SEEDS = (0, 1, 2)
 N_PER_SET = 100
 K = 64
@@ -313,21 +319,43 @@ def _family_md(result: dict[str, Any], scores: list[str]) -> str:
 # -- localisation -------------------------------------------------------------------------------------
 
 
-def localisation(runtime: VAERuntime, seeds: tuple[int, ...], n: int = 50) -> None:
-    """Pixel AUROC, AUPRO and the masks at the calibrated thresholds, for each kind of defect."""
+@dataclass(frozen=True)
+class LocalisationTask:
+    """What `localise` measures on one bundle: which defects, how many per seed, where it writes."""
+
+    bundle: Path
+    defects: tuple[str, ...]
+    images_per_defect: int
+    results: str  # bench/results/<results>.{md,json,png}
+    picture: Path | None  # a copy of the picture for the docs
+    what: str  # the images, in words
+    scale: int  # the picture's upscaling
+
+
+LOCALISE = {
+    "mnist-vae": LocalisationTask(SHIPPED, DEFECTS, 50, "anomaly-localisation", None, "test digits", 3),
+    "fundus-vae": LocalisationTask(FUNDUS, COLOUR_DEFECTS, 50, "anomaly-fundus-localisation",
+                                   ROOT / "docs" / "img" / "fundus-localisation.png", "held-out fundus patches", 2),
+}  # fmt: skip
+
+
+def localisation(task: LocalisationTask, seeds: tuple[int, ...]) -> None:
+    """Pixel AUROC, AUPRO and the masks at the calibrated thresholds, for each kind of defect;
+    image AUROC of every calibrated score."""
+    runtime = VAERuntime(load_bundle(task.bundle))
     cal = runtime.manifest.calibration
     assert cal is not None and cal.pixel_threshold is not None
-    threshold = cal.pixel_threshold
+    threshold, n = cal.pixel_threshold, task.images_per_defect
     test = bundle_arrays(runtime.manifest)["test"]
     normal = runtime.score(test, K, 0)
     normal_maps = pixel_maps(normal.pixel_nll)
     normal_verdicts = decide(cal, normal.scores).is_anomaly
     assert normal_verdicts is not None
-    rows, pictures = [], []
-    for kind in DEFECTS:
-        per_seed = []
+    rows, pictures, by_score = [], [], {}
+    for kind in task.defects:
+        per_seed, score_aurocs = [], []
         for seed in seeds:
-            rng = np.random.default_rng([seed, DEFECTS.index(kind)])
+            rng = np.random.default_rng([seed, KINDS.index(kind)])
             clean = test[rng.choice(len(test), size=n, replace=False)]
             images, truth = add_defects(clean, kind, rng)
             scored = runtime.score(images, K, seed)
@@ -349,22 +377,25 @@ def localisation(runtime: VAERuntime, seeds: tuple[int, ...], n: int = 50) -> No
                 "mask_precision": float(hit.sum() / max(masks.sum(), 1)), "mask_recall": float(hit.sum() / truth.sum()),
                 "mask_iou": float(np.mean([(m & t).sum() / (m | t).sum() for m, t in zip(masks, truth, strict=True)])),
             })  # fmt: skip
+            score_aurocs.append({name: _auroc(normal[name], scored[name]) for name in cal.scores})
             if seed == seeds[0]:
                 for i in range(2):
                     pictures.append((images[i], truth[i], maps[i], masks[i]))
         rows.append({"defect": kind, **{key: float(np.mean([p[key] for p in per_seed])) for key in per_seed[0]}})
+        by_score[kind] = {name: float(np.mean([a[name] for a in score_aurocs])) for name in cal.scores}
     normal_masks = anomaly_masks(normal_maps, threshold, normal_verdicts)
     quiet = {"normal_images": len(test), "flagged": float(normal_verdicts.mean()),
              "with_mask_pixels": float(normal_masks.any(axis=(1, 2)).mean()),
              "over_pixel_threshold_anywhere": float((normal_maps > threshold).any(axis=(1, 2)).mean())}  # fmt: skip
-    result = {"seeds": list(seeds), "images_per_defect": n, "pixel_threshold": threshold, "defects": rows,
-              "normal": quiet}  # fmt: skip
-    (RESULTS / "anomaly-localisation.json").write_text(json.dumps(result, indent=1) + "\n")
+    result = {"bundle": runtime.manifest.name, "seeds": list(seeds), "images_per_defect": n,
+              "pixel_threshold": threshold, "defects": rows, "normal": quiet,
+              "image_auroc_by_score": by_score}  # fmt: skip
+    (RESULTS / f"{task.results}.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = [
-        f"Shipped model, pixel map -log p(x_i | z = posterior mean); pixel threshold {threshold:.4g} nats "
-        f"(calibration split, FPR {cal.false_positive_rate}); {n} test digits per defect and seed, seeds "
-        f"{', '.join(map(str, seeds))}, plus the 500 test digits as normal images. Masks: pixels over the pixel "
-        f"threshold in images the default score `{cal.score}` flags.\n",
+        f"{runtime.manifest.name}, pixel map -log p(x_i | z = posterior mean); pixel threshold {threshold:.4g} nats "
+        f"(calibration split, FPR {cal.false_positive_rate}); {n} {task.what} per defect and seed, seeds "
+        f"{', '.join(map(str, seeds))}, plus the {len(test)} {task.what} as normal images. Masks: pixels over the "
+        f"pixel threshold in images the default score `{cal.score}` flags.\n",
         "| defect | image AUROC | pixel AUROC | AUPRO (FPR 0.3) | pixel AUROC, squared error | AUPRO, squared error "
         "| flagged | mask precision | mask recall | mask IoU |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -374,14 +405,21 @@ def localisation(runtime: VAERuntime, seeds: tuple[int, ...], n: int = 50) -> No
                      f"{r['pixel_auroc_squared_error']:.3f} | {r['aupro_squared_error']:.3f} | {r['flagged']:.2f} | "
                      f"{r['mask_precision']:.2f} | {r['mask_recall']:.2f} | {r['mask_iou']:.2f} |")  # fmt: skip
     over = quiet["over_pixel_threshold_anywhere"]
-    lines.append(f"\nNormal test digits: {quiet['flagged']:.1%} flagged, {quiet['with_mask_pixels']:.1%} with any "
+    lines.append(f"\nNormal {task.what}: {quiet['flagged']:.1%} flagged, {quiet['with_mask_pixels']:.1%} with any "
                  f"mask pixel, {over:.1%} with any pixel over the pixel threshold.")  # fmt: skip
-    (RESULTS / "anomaly-localisation.md").write_text("\n".join(lines) + "\n")
+    if task.picture is not None:  # image AUROC of every calibrated score (the digits' are in anomaly-family.md)
+        lines += ["", "| image AUROC | " + " | ".join(task.defects) + " |", "|---|" + "---|" * len(task.defects)]
+        lines += [f"| {'**' + name + '**' if name == cal.score else name} | "
+                  + " | ".join(f"{by_score[kind][name]:.3f}" for kind in task.defects) + " |"
+                  for name in cal.scores]  # fmt: skip
+    (RESULTS / f"{task.results}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    _localisation_png(pictures, threshold, RESULTS / "anomaly-localisation.png")
+    _localisation_png(pictures, threshold, RESULTS / f"{task.results}.png", task.scale)
+    if task.picture is not None:
+        task.picture.write_bytes((RESULTS / f"{task.results}.png").read_bytes())
 
 
-def _localisation_png(pictures: list[tuple[Any, Any, Any, Any]], threshold: float, path: Path) -> None:
+def _localisation_png(pictures: list[tuple[Any, Any, Any, Any]], threshold: float, path: Path, scale: int) -> None:
     """Rows: input | ground truth | heatmap (0 to twice the pixel threshold) | overlay | mask."""
 
     def rgb(png: bytes) -> NDArray[np.uint8]:
@@ -391,15 +429,15 @@ def _localisation_png(pictures: list[tuple[Any, Any, Any, Any]], threshold: floa
     def grey(mask: NDArray[np.bool_]) -> NDArray[np.uint8]:
         return np.repeat((mask * 255).astype(np.uint8)[..., None], 3, axis=-1)
 
-    gap = np.full((28, 2, 3), 128, np.uint8)
+    gap = np.full((pictures[0][0].shape[-2], 2, 3), 128, np.uint8)
     rows = []
     for image, truth, pixel_map, mask in pictures:
-        tiles = [rgb(encode_png(image)), grey(truth), rgb(heatmap_png(pixel_map, vmax=2 * threshold)),
+        tiles = [rgb(encode_png(image)), grey(truth), rgb(heatmap_png(pixel_map, threshold)),
                  overlay(image, pixel_map, threshold), grey(mask)]  # fmt: skip
         rows.append(np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1))
     pairs = [np.concatenate(rows[i : i + 2], axis=1) for i in range(0, len(rows), 2)]
     grid = Image.fromarray(np.concatenate(pairs, axis=0))
-    grid.resize((grid.width * 3, grid.height * 3), Image.Resampling.NEAREST).save(path)
+    grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.NEAREST).save(path)
 
 
 # -- one-vs-rest -------------------------------------------------------------------------------------
@@ -439,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, help="where the one-class bundles are trained (default: a temp dir)")
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="seeds of the OOD sets")
     p.add_argument("--images", type=int, default=N_PER_SET, help="images per OOD set")
+    p.add_argument("--bundle", choices=sorted(LOCALISE), default="mnist-vae", help="which shipped bundle to localise")
     args = p.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     seeds = tuple(args.seeds)
@@ -447,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.part == "report":
         report(seeds, args.images)
     elif args.part == "localise":
-        localisation(VAERuntime(load_bundle(SHIPPED)), seeds)
+        localisation(LOCALISE[args.bundle], seeds)
     else:
         work = args.work or Path(tempfile.mkdtemp(prefix="vaeserve-anomaly-"))
         rows: list[dict[str, object]] = []

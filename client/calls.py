@@ -206,12 +206,17 @@ def score(
     false_positive_rate: float | None = None,
     importance_samples: int | None = None,
     seed: int = 0,
+    heatmap: bool = False,
+    mask: bool = False,
+    overlay: bool = False,
     model: str | None = None,
     version: str | None = None,
 ) -> Call[r.Scores]:
-    """POST /v1/score."""
+    """POST /v1/score; heatmap, mask and overlay ask for those PNGs per image."""
     params = {"score": score, "false_positive_rate": false_positive_rate, "importance_samples": importance_samples,
-              "seed": seed, "model": model, "version": version}  # fmt: skip
+              "seed": seed, "model": model, "version": version,
+              **{name: "true" for name, wanted in (("heatmap", heatmap), ("mask", mask), ("overlay", overlay))
+                 if wanted}}  # fmt: skip
     return Call("POST", "/v1/score", _parsed(r.Scores), params, _upload(images).body())
 
 

@@ -7,6 +7,7 @@ a field. The arrays are built on demand from the parsed lists, float32 like the 
 from __future__ import annotations
 
 import base64
+import io
 from typing import TypeVar
 
 import numpy as np
@@ -34,6 +35,13 @@ def _pngs(images: list[str] | None) -> list[bytes]:
     if images is None:
         raise ValueError("this answer holds arrays, not PNGs: ask with format='png'")
     return [base64.b64decode(image) for image in images]
+
+
+def _asked(pngs: list[str | None], what: str) -> list[bytes]:
+    present = _complete(pngs)
+    if present is None:
+        raise ValueError(f"this answer holds no {what}s: ask with {what}=True")
+    return [base64.b64decode(png) for png in present]
 
 
 def _pixels(arrays: list[list[list[list[float]]]] | None) -> NDArray[np.float32]:
@@ -114,6 +122,25 @@ class Scores(s.ScoreResponse):
     def is_anomaly(self) -> NDArray[np.bool_]:
         """(N,); all False where the model has no calibration for this score."""
         return np.asarray([bool(r.is_anomaly) for r in self.results], dtype=np.bool_)
+
+    @property
+    def heatmaps(self) -> list[bytes]:
+        """One RGB PNG per image, on the calibration's scale (asked for with heatmap=True)."""
+        return _asked([r.heatmap for r in self.results], "heatmap")
+
+    @property
+    def masks(self) -> NDArray[np.bool_]:
+        """(N, H, W): True where the heatmap is over the calibration's pixel threshold, in images
+        judged anomalous (asked for with mask=True)."""
+        from PIL import Image  # only here: importing the client stays light (tests/client/test_local.py)
+
+        pngs = _asked([r.mask for r in self.results], "mask")
+        return np.stack([np.asarray(Image.open(io.BytesIO(png)), dtype=np.bool_) for png in pngs])
+
+    @property
+    def overlays(self) -> list[bytes]:
+        """One RGB PNG per image: the input with its heatmap over it (asked for with overlay=True)."""
+        return _asked([r.overlay for r in self.results], "overlay")
 
 
 class Interpolation(s.InterpolateResponse):

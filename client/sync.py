@@ -164,13 +164,16 @@ class VAEClient(ClientBase):
 
     def score(
         self, images: Images, *, score: ScoreName | None = None, false_positive_rate: float | None = None,
-        importance_samples: int | None = None, seed: int = 0, model: str | None = None, version: str | None = None,
+        importance_samples: int | None = None, seed: int = 0, heatmap: bool = False, mask: bool = False,
+        overlay: bool = False, model: str | None = None, version: str | None = None,
     ) -> r.Scores:  # fmt: skip
-        """Anomaly scores: all scores, the decision score (`.values`), its threshold, p-values and decisions.
-        Split like `encode`, and so that images x K stays within the server's max_total_importance_samples."""
+        """Anomaly scores: all scores, the decision score (`.values`), its threshold, p-values and decisions;
+        with heatmap, mask, overlay also `.heatmaps`, `.masks` (N, H, W) and `.overlays`. Split like
+        `encode`, and so that images x K stays within the server's max_total_importance_samples."""
         budget = self.budget(scored=True, importance_samples=importance_samples, model=model, version=version)
         ask = partial(calls.score, score=score, false_positive_rate=false_positive_rate,
-                      importance_samples=importance_samples, seed=seed, model=model, version=version)  # fmt: skip
+                      importance_samples=importance_samples, seed=seed, heatmap=heatmap, mask=mask,
+                      overlay=overlay, model=model, version=version)  # fmt: skip
         return self._run_split(Upload.of(images).split(budget), ask)
 
     def interpolate(

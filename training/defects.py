@@ -2,13 +2,18 @@
 
     images, masks = add_defects(normal, "square", rng)   # (N, C, H, W), (N, H, W) bool
 
-Four kinds, drawn on each image at a random place with random size (scaled to the image:
-the numbers below are for 28x28):
+Six kinds, drawn on each image at a random place with random size (scaled to the image:
+the numbers below are for 28x28, and grow with the shorter side, e.g. x 2.3 at 64x64):
 
     square    a filled bright square, 4 to 7 pixels a side
     scratch   a bright straight line 1 to 2 pixels wide and 10 to 20 long, at any angle
     blob      a bright blob with soft edges, radius 2 to 4 (a Gaussian bump)
     missing   part of a stroke erased: a disc of radius 2.5 to 4 around a bright pixel set to 0
+    spot      a dark disc of radius 1 to 2.5, each channel 0 to 0.3 (a haemorrhage, a speck of dust)
+    stain     a soft blob of a random colour, radius 2 to 4, at opacity 0.5 to 0.9 (a discolouration)
+
+DEFECTS are those for white-on-black digits; COLOUR_DEFECTS those for colour surfaces such as
+the fundus patches (training/fundus.py), where dark and coloured marks matter as much as bright ones.
 
 The mask is the set of pixels the defect changed by more than `MASK_CHANGE` (on any
 channel): exactly what a localisation should find, and nothing a defect left as it was (a
@@ -26,6 +31,8 @@ from PIL import Image, ImageDraw
 
 F32 = NDArray[np.float32]
 DEFECTS = ("square", "scratch", "blob", "missing")
+COLOUR_DEFECTS = ("scratch", "spot", "stain")
+KINDS = (*DEFECTS, "spot", "stain")
 MASK_CHANGE = 0.1  # a pixel belongs to the defect when it changed by more than this
 MIN_PIXELS = 4
 _TRIES = 50
@@ -33,8 +40,8 @@ _TRIES = 50
 
 def add_defects(images: F32, kind: str, rng: np.random.Generator) -> tuple[F32, NDArray[np.bool_]]:
     """A defect of `kind` on each image (N, C, H, W) in [0, 1] -> defective images and masks (N, H, W)."""
-    if kind not in DEFECTS:
-        raise ValueError(f"unknown defect {kind!r}; defects: {', '.join(DEFECTS)}")
+    if kind not in KINDS:
+        raise ValueError(f"unknown defect {kind!r}; defects: {', '.join(KINDS)}")
     out, masks = [], []
     for image in images:
         defective, mask = _one(image, kind, rng)
@@ -75,6 +82,18 @@ def _draw(image: F32, kind: str, rng: np.random.Generator) -> F32:
         yy, xx = np.mgrid[0:h, 0:w]
         paint = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (radius / 1.5) ** 2))
         return _brighten(image, np.clip(paint * 1.3, 0.0, 1.0), rng.uniform(0.7, 1.0))
+    if kind in ("spot", "stain"):
+        yy, xx = np.mgrid[0:h, 0:w]
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        distance2 = (yy - cy) ** 2 + (xx - cx) ** 2
+        if kind == "spot":
+            radius = rng.uniform(1, 2.5) * unit
+            colour = rng.uniform(0.0, 0.3, size=(len(image), 1, 1))
+            return np.where(distance2 <= radius**2, colour, image).astype(np.float32)
+        radius = rng.uniform(2, 4) * unit
+        opacity = rng.uniform(0.5, 0.9) * np.exp(-distance2 / (2 * (radius / 1.5) ** 2))  # (H, W)
+        colour = rng.uniform(0.0, 1.0, size=(len(image), 1, 1))
+        return (image * (1.0 - opacity) + colour * opacity).astype(np.float32)
     # missing: erase around a bright pixel, so the defect always takes something away
     grey = image.mean(axis=0)
     bright = np.argwhere(grey > 0.5)

@@ -38,8 +38,17 @@ _LATENT = [
     -0.6,
 ]  # mnist-vae
 _HEATMAP = (
-    "with heatmap=true: a base64 PNG of -log p(x_i | z = posterior mean) per pixel, nats, "
-    "from dark (0) to bright (the image's largest)"
+    "with heatmap=true: a base64 RGB PNG of -log p(x_i | z = posterior mean) per pixel (nats, summed over channels), "
+    "from dark (0) through the middle of the scale (the calibration's pixel threshold) to bright (twice it); "
+    "for a bundle without a pixel threshold, from 0 to the image's own largest value"
+)
+_MASK = (
+    "with mask=true: a base64 1-bit PNG of the model's size, white where the heatmap is over the calibration's "
+    "pixel threshold; all black when the image is judged normal (is_anomaly false)"
+)
+_OVERLAY = (
+    "with overlay=true: a base64 RGB PNG, the input with its heatmap laid over it; the colour's opacity grows "
+    "from 0 (0 nats) to 0.7 (the pixel threshold and above)"
 )
 
 
@@ -127,6 +136,8 @@ class ScoredImage(ImageScores):
     p_value: float | None = Field(examples=[0.42], description="(1 + #calibration >= score) / (n + 1)")
     is_anomaly: bool | None = Field(examples=[False], description="score > threshold")
     heatmap: str | None = Field(None, description=_HEATMAP, examples=[None])
+    mask: str | None = Field(None, description=_MASK, examples=[None])
+    overlay: str | None = Field(None, description=_OVERLAY, examples=[None])
 
 
 class ScoreResponse(ModelRef):

@@ -18,10 +18,11 @@ from app.api import examples
 from app.api.deps import ModelDep, OperationsDep, RegistryDep, SettingsDep
 from app.api.inputs import media_type, read_images, read_json
 from app.api.responses import IMAGE_ERRORS, MODEL_ERRORS, problems
-from app.errors import ServiceError, unsupported_media_type
+from app.errors import ServiceError, too_much_output, unsupported_media_type
 from app.serving.operations import Scored
 from app.serving.registry import LoadedModel
-from model.bundle import LatentStatistics
+from model import localise
+from model.bundle import InputSpec, LatentStatistics
 from model.latents import ACTIVE_VARIANCE, active_dimensions
 from model.preprocess import encode_png, heatmap_png, make_grid
 from model.runtime import ScoreBatch
@@ -72,18 +73,54 @@ IMAGE_BODY: dict[str, Any] = {
 ERRORS = problems(*IMAGE_ERRORS)  # of the operations on images (and decode's JSON)
 Seed = Annotated[int, Query(ge=0, le=2**63 - 1, description="seed of the noise; the same seed gives the same answer")]
 ImportanceSamples = Annotated[int | None, Query(description="K, samples from q(z|x); the calibration's K when absent")]
-Heatmap = Annotated[bool, Query(description="also return a per-pixel anomaly heatmap (PNG) per image")]
+Heatmap = Annotated[bool, Query(description="also return a per-pixel anomaly heatmap (PNG) per image, on the "
+                                "calibration's scale: bright at twice its pixel threshold")]  # fmt: skip
+Mask = Annotated[bool, Query(
+    description="also return per image a binary PNG of the pixels over the calibration's pixel threshold, empty "
+    "when the image is judged normal (422 for a bundle without a pixel threshold)",
+    openapi_examples={"mask": {"summary": "with a mask per image", "value": True}},
+)]  # fmt: skip
+Overlay = Annotated[bool, Query(
+    description="also return per image the input with its heatmap laid over it (RGB PNG)",
+    openapi_examples={"overlay": {"summary": "with an overlay per image", "value": True}},
+)]  # fmt: skip
 
 
 def b64_png(image: NDArray[np.float32]) -> str:
     return base64.b64encode(encode_png(image)).decode()
 
 
-def _heatmaps(scores: ScoreBatch, wanted: bool) -> list[str | None]:
-    """Base64 PNG heatmaps of the per-pixel NLL, encoded only when asked for."""
+def _b64(png: bytes) -> str:
+    return base64.b64encode(png).decode()
+
+
+def _heatmaps(model: LoadedModel, scores: ScoreBatch, wanted: bool) -> list[str | None]:
+    """Base64 PNG heatmaps of the per-pixel NLL summed over channels, encoded only when asked for:
+    on the calibration's scale (bright at twice its pixel threshold), or, for a bundle without
+    one, each from dark (0) to bright (its own largest value)."""
     if not wanted:
         return [None] * len(scores.pixel_nll)
-    return [base64.b64encode(heatmap_png(values)).decode() for values in scores.pixel_nll]
+    cal = model.manifest.calibration
+    threshold = None if cal is None else cal.pixel_threshold
+    maps = localise.pixel_maps(scores.pixel_nll)
+    if threshold is None:
+        return [_b64(heatmap_png(m)) for m in maps]
+    return [_b64(localise.heatmap_png(m, threshold)) for m in maps]
+
+
+def _png_bound(spec: InputSpec) -> int:
+    """The most bytes one base64 RGB PNG of the model's size can take: raw rows, zlib's
+    stored-block overhead (5 bytes per 64 KiB) and the chunks' headers, times 4/3."""
+    raw = spec.height * (3 * spec.width + 1)
+    return (raw + 5 * (raw // 65535 + 1) + 128) * 4 // 3 + 4
+
+
+def _check_output(images: int, pngs: int, spec: InputSpec, limit: int) -> None:
+    """Maps, masks and overlays add PNGs of the model's size to the answer: keep them, at their
+    largest, within the limit a request body has."""
+    bound = images * pngs * _png_bound(spec)
+    if bound > limit:
+        raise too_much_output(images, pngs, bound, limit)
 
 
 def _scores_out(scores: ScoreBatch, i: int) -> dict[str, float]:
@@ -215,9 +252,10 @@ async def reconstruct_images(
     heatmap: Heatmap = False,
 ) -> Response:
     images = await read_images(request, model.manifest.input, settings)
+    _check_output(len(images), int(heatmap), model.manifest.input, settings.max_body_bytes)
     scored = await ops.reconstruct(model, images, importance_samples=importance_samples, seed=seed)
     recon = scored.scores.reconstructions  # decoded from the posterior mean by the same call
-    heatmaps = _heatmaps(scored.scores, heatmap)
+    heatmaps = _heatmaps(model, scored.scores, heatmap)
     results = [
         {
             "image": b64_png(recon[i]) if format == "png" else None,
@@ -250,13 +288,18 @@ async def score_images(
         Query(gt=0, lt=1, allow_inf_nan=False, description="threshold at this rate on the calibration scores"),
     ] = None,
     heatmap: Heatmap = False,
+    mask: Mask = False,
+    overlay: Overlay = False,
 ) -> Response:
+    """With `mask` and `overlay`, where each image is anomalous (docs/api.md, "Heatmaps, masks and overlays")."""
     images = await read_images(request, model.manifest.input, settings)
+    _check_output(len(images), heatmap + mask + overlay, model.manifest.input, settings.max_body_bytes)
     scored = await ops.score(model, images, importance_samples=importance_samples, seed=seed, score=score,
-                             false_positive_rate=false_positive_rate)  # fmt: skip
+                             false_positive_rate=false_positive_rate, localise=mask or overlay)  # fmt: skip
     decision = scored.decision
     p, anomaly = decision.p_values, decision.is_anomaly
-    heatmaps = _heatmaps(scored.scores, heatmap)
+    heatmaps = _heatmaps(model, scored.scores, heatmap)
+    where = scored.localised
     results = [
         {
             **_scores_out(scored.scores, i),
@@ -264,6 +307,10 @@ async def score_images(
             "p_value": None if p is None else p[i],
             "is_anomaly": None if anomaly is None else bool(anomaly[i]),
             "heatmap": heatmaps[i],
+            "mask": _b64(localise.mask_png(where.masks[i])) if mask and where else None,
+            "overlay": _b64(localise.overlay_png(images[i], where.maps[i], where.pixel_threshold))
+            if overlay and where
+            else None,
         }
         for i, value in enumerate(decision.values)
     ]

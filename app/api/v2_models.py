@@ -4,7 +4,8 @@
     <name>-decoder  z FP32 [-1, D]            ->  image FP32 [-1, C, H, W] in [0, 1]
     <name>-scorer   image FP32 [-1, C, H, W]  ->  every score FP64 [-1], pixel_nll FP32 [-1, C, H, W];
                                                   with a calibration also score, threshold, p_value
-                                                  FP64 [-1] and is_anomaly BOOL [-1]
+                                                  FP64 [-1] and is_anomaly BOOL [-1]; with its pixel
+                                                  threshold also mask BOOL [-1, H, W]
 
 Every dimension comes from the bundle's manifest. Request parameters (seed, importance
 samples, the decision score and false-positive rate) mean what they mean on /v1.
@@ -111,6 +112,8 @@ def v2_models(model: LoadedModel) -> list[V2Model]:
     if m.calibration is not None:
         scores += [TensorSpec(name, "FP64", (-1,)) for name in ("score", "threshold", "p_value")]
         scores.append(TensorSpec("is_anomaly", "BOOL", (-1,)))
+        if m.calibration.pixel_threshold is not None:  # /v1/score's mask, as a tensor
+            scores.append(TensorSpec("mask", "BOOL", (-1, m.input.height, m.input.width)))
     contracts = {
         "encoder": ((image,), tuple(TensorSpec(n, "FP32", latent) for n in ("mean", "log_var", "z"))),
         "decoder": ((TensorSpec("z", "FP32", latent),), (image,)),
@@ -175,9 +178,11 @@ async def execute(
         enc = await ops.encode(model, images, sample=True, seed=params.seed)
         assert enc.z is not None  # asked for
         return {"mean": enc.mean, "log_var": enc.log_var, "z": enc.z}
+    cal = model.manifest.calibration
     try:
         scored = await ops.score(model, images, importance_samples=params.importance_samples, seed=params.seed,
-                                 score=params.score, false_positive_rate=params.false_positive_rate)  # fmt: skip
+                                 score=params.score, false_positive_rate=params.false_positive_rate,
+                                 localise=cal is not None and cal.pixel_threshold is not None)  # fmt: skip
     except UncalibratedScoreError as exc:
         raise refused(f"parameter score: {exc}") from None
     out: dict[str, NDArray[Any]] = {name: scored.scores[name] for name in available_scores(model.manifest)}
@@ -190,4 +195,6 @@ async def execute(
             p_value=decision.p_values,
             is_anomaly=decision.values > decision.threshold,
         )
+    if scored.localised is not None:
+        out["mask"] = scored.localised.masks
     return out

@@ -10,6 +10,8 @@ sees images reports them to the model's monitor (app/monitoring/), whatever the 
     ops = Operations(settings)
     scored = await ops.score(model, images, importance_samples=None, seed=0)
     scored.decision.is_anomaly           # (N,) bool, or None without a calibration
+    located = await ops.score(model, images, localise=True)
+    located.localised.masks              # (N, H, W) bool: pixels over the pixel threshold, if anomalous
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from app.serving.registry import LoadedModel
 from app.settings import Settings
 from model import latent_paths as paths
 from model.decision import Decision, decide, decision_score, default_importance_samples
+from model.localise import anomaly_masks, pixel_maps, pixel_threshold_of
 from model.runtime import ScoreBatch, sample_posterior
 
 F32 = NDArray[np.float32]
@@ -71,11 +74,21 @@ class Traversed:
 
 
 @dataclass(frozen=True)
+class Localised:
+    """Where each image is anomalous, against the calibration's pixel threshold (model/localise.py)."""
+
+    pixel_threshold: float  # nats per pixel
+    maps: F64  # (N, H, W) -log p(x_i | z = posterior mean), summed over channels
+    masks: NDArray[np.bool_]  # (N, H, W) maps > pixel_threshold, in images the decision flags; else empty
+
+
+@dataclass(frozen=True)
 class Scored:
     scores: ScoreBatch  # every score, the reconstructions and the per-pixel NLL
     decision: Decision  # the decision score, its threshold, p-values, is_anomaly
     importance_samples: int
     seed: int
+    localised: Localised | None = None  # when asked for
 
 
 class Operations:
@@ -112,16 +125,21 @@ class Operations:
         seed: int = 0,
         score: str | None = None,
         false_positive_rate: float | None = None,
+        localise: bool = False,
     ) -> Scored:
-        """Every score of images (N, C, H, W) and the anomaly decision (model/decision.py).
+        """Every score of images (N, C, H, W) and the anomaly decision (model/decision.py);
+        with `localise`, each image's map and mask too.
 
         K defaults to the calibration's, so the scores compare with its threshold; `score`
         and `false_positive_rate` to the calibration's choice. A score the bundle did not
-        calibrate is refused (UncalibratedScoreError), and so is work over the budget of
-        max_total_importance_samples (N x K), before any work is done.
+        calibrate is refused (UncalibratedScoreError), `localise` on a bundle without a pixel
+        threshold (NoPixelThresholdError), and work over the budget of
+        max_total_importance_samples (N x K), all before any work is done. Masks follow this
+        request's decision; the pixel threshold is the calibration's, at its own rate.
         """
         calibration = model.manifest.calibration
         decision_score(calibration, score)
+        pixel_threshold = pixel_threshold_of(model.manifest) if localise else None
         check_image_count(len(images), self.settings.max_images_per_request)
         k = self._importance_samples(model, importance_samples)
         if len(images) * k > self.settings.max_total_importance_samples:
@@ -130,7 +148,12 @@ class Operations:
         decision = decide(calibration, scores.scores, score, false_positive_rate)
         if model.monitor is not None:
             model.monitor.observe_score(images, scores, decision)
-        return Scored(scores, decision, k, seed)
+        localised = None
+        if pixel_threshold is not None:
+            maps = pixel_maps(scores.pixel_nll)
+            flagged = decision.is_anomaly if decision.is_anomaly is not None else np.zeros(len(maps), bool)
+            localised = Localised(pixel_threshold, maps, anomaly_masks(maps, pixel_threshold, flagged))
+        return Scored(scores, decision, k, seed, localised)
 
     async def reconstruct(
         self, model: LoadedModel, images: F32, *, importance_samples: int | None = None, seed: int = 0

@@ -19,7 +19,7 @@ from app import tracing
 from app.metrics import ServiceMetrics
 from app.monitoring.monitor import ModelMonitor, MonitorConfig
 from app.serving.batching import BatchFn, MicroBatcher, Outputs, PassThrough
-from app.settings import Settings
+from app.settings import SHIPPED_DEFAULT, SHIPPED_REPOSITORY, Settings
 from model.bundle import Manifest, list_repository, load_bundle
 from model.errors import BundleError
 from model.golden import verify_golden
@@ -181,7 +181,8 @@ class ModelRegistry:
         if not models:
             raise BundleError(str(root), "holds no bundles (<name>/<version>/manifest.json)")
         try:
-            return cls(list(models.values()), settings.default_model)
+            shipped = settings.model_repository == SHIPPED_REPOSITORY
+            return cls(list(models.values()), settings.default_model or (SHIPPED_DEFAULT if shipped else None))
         except ModelNotFoundError as exc:
             raise BundleError(str(root), f"default model: {exc}") from None
 

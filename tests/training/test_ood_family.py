@@ -7,7 +7,7 @@ import pytest
 
 from model.bundle import Bundle
 from training.data import DataError, bundle_arrays
-from training.defects import DEFECTS, MASK_CHANGE, MIN_PIXELS, add_defects
+from training.defects import COLOUR_DEFECTS, DEFECTS, MASK_CHANGE, MIN_PIXELS, add_defects
 from training.ood_family import FAMILY, half, make_set
 
 
@@ -54,6 +54,23 @@ def test_defect_masks_are_exactly_the_changed_pixels(digit_images: np.ndarray, k
         assert (images >= clean).all()  # only brightens
     again, _ = add_defects(clean, kind, np.random.default_rng(0))
     np.testing.assert_array_equal(images, again)
+
+
+@pytest.mark.parametrize("kind", COLOUR_DEFECTS)
+def test_colour_defects_on_fundus_patches(kind: str) -> None:
+    from training.fundus import PATCH, retina
+
+    photo = retina()[600:728, 800:928]  # (128, 128, 3) of the retina's background, vessels included
+    tiles = [photo[y : y + PATCH, x : x + PATCH] for y in (0, 64) for x in (0, 64)]
+    clean = np.moveaxis(np.stack(tiles), -1, 1).astype(np.float32) / 255  # (4, 3, 64, 64)
+    images, masks = add_defects(clean, kind, np.random.default_rng(1))
+    assert images.shape == clean.shape and masks.shape == (4, 64, 64) and 0 <= images.min() <= images.max() <= 1
+    np.testing.assert_array_equal(masks, np.abs(images - clean).max(axis=1) > MASK_CHANGE)
+    assert (masks.sum(axis=(1, 2)) >= MIN_PIXELS).all()
+    if kind == "spot":  # a dark disc: every channel of every pixel on it at most 0.3
+        assert (np.moveaxis(images, 1, -1)[masks] <= 0.3 + 1e-6).all()
+    if kind == "stain":  # a colour of its own: not just brighter or darker
+        assert masks.sum() > 4 * 20
 
 
 def test_unknown_defect() -> None:

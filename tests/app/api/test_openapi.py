@@ -44,8 +44,18 @@ def test_every_request_example_succeeds_against_the_shipped_model(shipped: TestC
                         continue
                     assert r.status_code == 200, (method, path, media, name, r.text[:300])
                     sent.append((method.upper(), path, media, name))
+            # each example of a query parameter, with the operation's first JSON body example
+            bodies = _examples(operation.get("requestBody", {}).get("content", {}).get("application/json", {}))
+            for parameter in operation.get("parameters", []):
+                for name, example in parameter.get("examples", {}).items():
+                    query = {parameter["name"]: example["value"]}
+                    r = shipped.request(method, path, params=query, json=bodies[0][1] if bodies else None)
+                    assert r.status_code == 200, (method, path, query, r.text[:300])
+                    assert r.json()["results"][0][parameter["name"]] is not None, (path, query)  # what it asked for
+                    sent.append((method.upper(), path, parameter["name"], name))
     posted = {path for _, path, _, _ in sent}
     assert {"/v1/encode", "/v1/decode", "/v1/reconstruct", "/v1/score", "/v1/interpolate", "/v1/traverse"} <= posted
+    assert {("/v1/score", "mask"), ("/v1/score", "overlay")} <= {(path, what) for _, path, what, _ in sent}
 
 
 def test_every_operation_declares_the_errors_it_can_give(shipped: TestClient) -> None:

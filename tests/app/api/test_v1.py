@@ -10,9 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from model.bundle import load_bundle
+from app.main import create_app
+from app.settings import Settings
+from model.bundle import load_bundle, write_bundle
 from model.decision import p_values, threshold_at_fpr
-from model.preprocess import decode_image, heatmap_png
+from model.preprocess import COLORMAP, decode_image, heatmap_png
 from model.runtime import VAERuntime
 from model.scores import SCORE_NAMES
 from tests.helpers import png_bytes
@@ -269,20 +271,101 @@ def test_score_with_complexity_is_calibrated(client: TestClient, runtime: VAERun
     assert all(x["heatmap"] is None for x in body["results"])  # only when asked for
 
 
+@pytest.fixture(scope="module")
+def old_repository(repository, tmp_path_factory: pytest.TempPathFactory):
+    """The digits bundle as calibrations were before pixel thresholds: none in its manifest."""
+    bundle = load_bundle(repository / "digits" / "1")
+    cal = bundle.manifest.calibration.model_copy(update={"pixel_threshold": None})
+    files = {name: (bundle.path / name).read_bytes() for name in bundle.manifest.files}
+    root = tmp_path_factory.mktemp("old")
+    write_bundle(root / "digits" / "1", bundle.manifest.model_copy(update={"calibration": cal}), files)
+    return root
+
+
 def _heatmap(b64: str) -> np.ndarray:
     with Image.open(io.BytesIO(base64.b64decode(b64))) as image:
         assert (image.format, image.mode, image.size) == ("PNG", "RGB", (28, 28))
         return np.asarray(image)
 
 
-def test_heatmaps_on_score_and_reconstruct(client: TestClient, runtime: VAERuntime, digit_arrays) -> None:
+def test_heatmaps_are_on_the_calibrations_scale(client: TestClient, runtime: VAERuntime, digit_arrays) -> None:
     scored = client.post("/v1/score?heatmap=true", json={"arrays": digit_arrays[:2].tolist()}).json()
     recon = client.post("/v1/reconstruct?heatmap=true", json={"arrays": digit_arrays[:2].tolist()}).json()
     pixel_nll = runtime.score(digit_arrays[:2], importance_samples=8, seed=0).pixel_nll
+    threshold = runtime.manifest.calibration.pixel_threshold
     for body in (scored["results"], recon["results"]):
         for got, nll in zip(body, pixel_nll, strict=True):
-            assert base64.b64decode(got["heatmap"]) == heatmap_png(nll)  # the runtime's map, rendered by model/
-            assert _heatmap(got["heatmap"]).shape == (28, 28, 3)
+            # the colour scale's entry for each pixel: 0 at 0 nats, 255 at twice the pixel threshold
+            entry = np.round(np.clip(nll.sum(axis=0) / (2 * threshold), 0, 1) * 255).astype(int)
+            np.testing.assert_array_equal(_heatmap(got["heatmap"]), COLORMAP[entry])
+    # the scale is the calibration's, not the image's: a bright map's brightest pixel is not
+    # always at the top of the scale, as it was with per-image scaling
+    tops = [_heatmap(got["heatmap"]).reshape(-1, 3).tolist() for got in scored["results"]]
+    assert [COLORMAP[255].tolist() in top for top in tops] == [bool(m.sum(0).max() >= 2 * threshold) for m in pixel_nll]
+
+
+def test_without_a_pixel_threshold_heatmaps_use_each_images_own_scale(repository, old_repository, digit_arrays) -> None:
+    settings = Settings(model_repository=old_repository, default_model="digits:1")
+    with TestClient(create_app(settings)) as old:
+        got = old.post("/v1/score?heatmap=true&importance_samples=8", json={"arrays": digit_arrays[:2].tolist()})
+        refused = old.post("/v1/score?mask=true", json={"arrays": digit_arrays[:1].tolist()})
+        also = old.post("/v1/score?overlay=true", json={"arrays": digit_arrays[:1].tolist()})
+    nll = VAERuntime(load_bundle(repository / "digits" / "1")).score(digit_arrays[:2], 8, 0).pixel_nll
+    assert [base64.b64decode(r["heatmap"]) for r in got.json()["results"]] == [heatmap_png(m) for m in nll]
+    why = (
+        "masks and overlays need the calibration's pixel threshold, and model 'digits' version '1' has none (no "
+        "calibration, or one older than pixel thresholds): re-calibrate it with python -m training.calibrate"
+    )
+    assert_problem(refused, 422, "Invalid input", why)
+    assert_problem(also, 422, "Invalid input", why)
+
+
+def _png(b64: str) -> Image.Image:
+    image = Image.open(io.BytesIO(base64.b64decode(b64)))
+    assert image.format == "PNG"
+    return image
+
+
+def test_masks_and_overlays_follow_the_maps_and_the_decision(
+    client: TestClient, runtime: VAERuntime, digit_arrays
+) -> None:
+    noise = np.random.default_rng(0).uniform(size=(1, 1, 28, 28)).astype(np.float32)
+    square = np.zeros((1, 1, 28, 28), np.float32)
+    square[0, 0, 2:9, 2:9] = 1.0  # a bright square on a blank image: the tiny model's map lights up there
+    images = np.concatenate([digit_arrays[:3], noise, square])
+    # the tiny model is a poor judge at 1 %; masks follow the request's decision, here at 20 %
+    url = "/v1/score?mask=true&overlay=true&importance_samples=8&false_positive_rate=0.2"
+    body = client.post(url, json={"arrays": images.tolist()})
+    assert body.status_code == 200, body.text
+    results = body.json()["results"]
+    scored = runtime.score(images, 8, 0)
+    cal = runtime.manifest.calibration
+    flagged = scored[cal.score] > threshold_at_fpr(cal.scores[cal.score], 0.2)
+    assert [r["is_anomaly"] for r in results] == flagged.tolist() and flagged[4] and not flagged.all()
+    maps = scored.pixel_nll.sum(axis=1)  # (N, H, W), nats
+    for r, m, anomalous, image in zip(results, maps, flagged, images, strict=True):
+        mask = _png(r["mask"])
+        assert (mask.mode, mask.size) == ("1", (28, 28))
+        np.testing.assert_array_equal(np.asarray(mask), (m > cal.pixel_threshold) & anomalous)
+        over = np.asarray(_png(r["overlay"]))
+        assert over.shape == (28, 28, 3)
+        quiet = m <= 0  # no colour where the map is at 0 nats: the input shows as it is
+        np.testing.assert_array_equal(over[quiet], np.repeat(np.round(image[0][quiet] * 255), 3).reshape(-1, 3))
+        assert r["heatmap"] is None  # only what was asked for
+    square_mask = np.asarray(_png(results[4]["mask"]))
+    assert square_mask.any() and square_mask.sum() == square_mask[2:9, 2:9].sum()  # on the square only
+    plain = client.post("/v1/score?importance_samples=8", json={"arrays": images[:1].tolist()}).json()["results"][0]
+    assert plain["mask"] is None and plain["overlay"] is None
+
+
+def test_maps_over_the_size_limit_are_refused_before_any_work(repository, digit_arrays) -> None:
+    settings = Settings(model_repository=repository, default_model="digits:1", max_body_bytes=16 * 1024)
+    with TestClient(create_app(settings)) as small:
+        ok = small.post("/v1/score?mask=true&heatmap=true&overlay=true", json={"arrays": digit_arrays[:1].tolist()})
+        many = small.post("/v1/score?mask=true&heatmap=true&overlay=true", json={"arrays": digit_arrays.tolist()})
+    assert ok.status_code == 200
+    assert many.status_code == 422 and many.json()["detail"].startswith("4 images x 3 PNGs each")
+    assert "over the limit of 16384 bytes (VAESERVE_MAX_BODY_BYTES" in many.json()["detail"]
 
 
 # -- models --------------------------------------------------------------------------------

@@ -3,7 +3,9 @@ the same numbers as /v1 for the same inputs. Triton's own client is in test_v2_t
 
 from __future__ import annotations
 
+import base64
 import gzip
+import io
 import json
 import zlib
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from app.main import create_app
 from app.settings import Settings
@@ -82,9 +85,10 @@ def test_model_metadata_per_model_and_version(client: TestClient) -> None:
     assert decoder["outputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 1, 28, 28]}]
     scorer = client.get("/v2/models/digits-scorer").json()
     names = [o["name"] for o in scorer["outputs"]]
-    assert names == [*SCORE_NAMES, "pixel_nll", "score", "threshold", "p_value", "is_anomaly"]
+    assert names == [*SCORE_NAMES, "pixel_nll", "score", "threshold", "p_value", "is_anomaly", "mask"]
     assert scorer["outputs"][len(SCORE_NAMES)] == {"name": "pixel_nll", "datatype": "FP32", "shape": [-1, 1, 28, 28]}
-    assert scorer["outputs"][-1] == {"name": "is_anomaly", "datatype": "BOOL", "shape": [-1]}
+    assert scorer["outputs"][-2] == {"name": "is_anomaly", "datatype": "BOOL", "shape": [-1]}
+    assert scorer["outputs"][-1] == {"name": "mask", "datatype": "BOOL", "shape": [-1, 28, 28]}
     assert client.get("/v2/models/other-scorer/versions/1/ready").status_code == 200
     assert_error(
         client.get("/v2/models/digits-encoder/versions/7"), 404,
@@ -140,6 +144,10 @@ def test_json_inference_gives_what_v1_gives(client: TestClient, digit_arrays: np
     assert scored["threshold"].tolist() == [v1_scores["threshold"]] * len(images)
     runtime = client.app.state.registry.get("digits").runtime
     np.testing.assert_array_equal(scored["pixel_nll"], runtime.score(images, 8, 5).pixel_nll)
+    masked = client.post(f"/v1/score?{query}&mask=true", json={"arrays": images.tolist()}).json()["results"]
+    for got, row in zip(scored["mask"], masked, strict=True):  # the same mask as /v1/score's PNG
+        with Image.open(io.BytesIO(base64.b64decode(row["mask"]))) as png:
+            np.testing.assert_array_equal(got, np.asarray(png))
 
 
 def test_binary_tensors_in_and_out(client: TestClient, digit_arrays: np.ndarray) -> None:
