@@ -32,8 +32,9 @@ INTENSITY_BUCKETS = (0.001, *(round(0.05 * i, 2) for i in range(1, 20)), 0.999, 
 
 
 def calibration_quantile(calibration_scores: list[float], q: float) -> float:
-    """The q-quantile of calibration scores as the decision reads them (threshold_at_fpr at 1 - q):
-    the smallest score t with at most floor((1 - q) n) of the n scores above t.
+    """The empirical q-quantile of calibration scores: the smallest score t with at most
+    floor((1 - q) n) of the n scores above t. (The decision's threshold is the conformal order
+    statistic instead, model/decision.threshold_at_fpr; score_buckets adds it as its own edge.)
 
     The guard against rounding makes q = 0.9 of 100 scores leave 10 above, not 9 (1 - 0.9 < 0.1 in floats).
     """
@@ -52,7 +53,7 @@ def score_buckets(
 ) -> tuple[float, ...]:
     """Strictly increasing bucket edges (without +Inf) for `score`, from its calibration scores.
 
-    The edges are the calibration scores' `quantiles` (the decision's order statistics:
+    The edges are the calibration scores' `quantiles` (empirical:
     `calibration_quantile`), the calibrated threshold when `score` is the one that decides,
     and `tail_steps` edges above the 0.99 point spaced by doubling multiples of the
     q99 - q50 spread, where anomalies land. Edges that coincide are kept once.

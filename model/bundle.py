@@ -158,9 +158,10 @@ class Calibration(_Schema):
     seed: int
     scores: dict[str, list[float]]  # sorted ascending, per score name
     combination: Combination | None = None
-    # The heatmap's threshold, nats per pixel: the (1 - false_positive_rate) quantile, over the
-    # calibration images, of each image's largest -log p(x_i | z = posterior mean) summed over
-    # channels (model/localise.py). At most that rate of normal images show a pixel above it.
+    # The heatmap's threshold, nats per pixel: the conformal (1 - false_positive_rate) point
+    # (model/decision.threshold_at_fpr), over the calibration images, of each image's largest
+    # -log p(x_i | z = posterior mean) summed over channels (model/localise.py). At most that
+    # rate of normal images show a pixel above it.
     pixel_threshold: float | None = None
     # 1 / (split_size + 1): the smallest p-value, so the lowest false-positive rate a
     # threshold can be set at; above false_positive_rate, the split was too small for it.

@@ -30,16 +30,40 @@ class UncalibratedScoreError(InputError):
         self.score = score
 
 
+def flagged_at_least(n: int, false_positive_rate: float) -> int:
+    """The largest c with (1 + c) / (n + 1) <= `false_positive_rate`, -1 when there is none: a
+    score that c calibration scores are at least has a p-value (`p_values`) within the rate
+    exactly when at most this many are. Mathematically floor(rate (n + 1)) - 1; computed with
+    the very float expression `p_values` uses, so the two agree on every rate."""
+    c = math.floor(false_positive_rate * (n + 1.0)) - 1
+    while c >= 0 and (1.0 + c) / (n + 1.0) > false_positive_rate:
+        c -= 1
+    while c + 1 <= n and (1.0 + (c + 1)) / (n + 1.0) <= false_positive_rate:
+        c += 1
+    return max(c, -1)
+
+
 def threshold_at_fpr(calibration_scores: ArrayLike, false_positive_rate: float) -> float:
-    """The smallest threshold t such that at most `false_positive_rate` of the calibration
-    scores are strictly above t (higher scores are more anomalous)."""
+    """The conformal threshold: the k-th smallest of the n calibration scores, with
+    k = ceil((1 - rate)(n + 1)) (Vovk et al. 2005; Angelopoulos & Bates 2021, "A gentle
+    introduction to conformal prediction", §1). Higher scores are more anomalous.
+
+    A score s is above it exactly when its conformal p-value (`p_values`) is at most the
+    rate, so `is_anomaly` and `p_value <= false_positive_rate` always agree, and a normal
+    image (exchangeable with the calibration images) is flagged with probability at most the
+    rate. When k > n (rate < 1/(n + 1): the split is too small for the rate) it is the
+    largest calibration score, which flags only p-values of 1/(n + 1), the smallest there
+    are (training/report.small_split_warning says so at calibration).
+
+    Raises ValueError with no scores or a rate outside (0, 1).
+    """
     scores = np.sort(np.asarray(calibration_scores, dtype=np.float64))
     if scores.size == 0:
         raise ValueError("no calibration scores")
     if not 0.0 < false_positive_rate < 1.0:
         raise ValueError(f"false_positive_rate must be in (0, 1), got {false_positive_rate}")
-    allowed_above = math.floor(false_positive_rate * scores.size)
-    return float(scores[scores.size - 1 - allowed_above])
+    k = scores.size - max(flagged_at_least(scores.size, false_positive_rate), 0)  # 1-based; n when k > n
+    return float(scores[k - 1])
 
 
 def p_values(calibration_scores: ArrayLike, scores: ArrayLike) -> F64:

@@ -3,6 +3,12 @@
     golden = compute_golden(runtime, golden_inputs(test_images))   # at training or re-calibration
     verify_golden(runtime)                                         # at load: BundleError on a mismatch
 
+Before any golden value is compared, `check_calibration` checks that the manifest's
+calibration is one: its threshold is the conformal threshold of its own calibration scores
+at its own false-positive rate (model/decision.py), of a score it holds scores for. An
+edited threshold, rate or score is so refused naming manifest.json and the field, and a
+golden set that no longer matches is refused naming golden.json.
+
 The trainer writes `golden.json` into the bundle from the ONNX graphs, after checking that
 its torch networks give the same numbers (training/golden.py); the service recomputes it
 with the graphs and settings it will serve with, before it serves, so training and
@@ -28,8 +34,8 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from model.bundle import Bundle, Calibration
-from model.decision import decide
+from model.bundle import MANIFEST, Bundle, Calibration
+from model.decision import decide, threshold_at_fpr
 from model.errors import BundleError
 from model.preprocess import to_uint8
 from model.runtime import Graphs, VAERuntime, chunk_size, combined_scores, score_images
@@ -202,10 +208,44 @@ def inconsistencies(golden: GoldenSet, calibration: Calibration | None) -> Itera
                 yield f"{where}: decision {field}", now, recorded
 
 
+def check_calibration(bundle: Bundle) -> None:
+    """Raise BundleError naming the bundle's manifest.json and the field when its calibration
+    is not self-consistent: a decision score without calibration scores, scores that are not
+    `split_size` finite values in ascending order, a false-positive rate outside (0, 1), or a
+    threshold that is not `threshold_at_fpr` of the decision score's calibration scores at
+    the calibration's false-positive rate (exactly: it is computed so at calibration). The
+    heatmap's `pixel_threshold` is stored without its calibration values, so it cannot be
+    checked here. Nothing to check without a calibration."""
+    cal = bundle.manifest.calibration
+    if cal is None:
+        return
+    path = str(bundle.path / MANIFEST)
+    if cal.score not in cal.scores:
+        held = ", ".join(cal.scores) or "none"
+        raise BundleError(path, f"calibration.score {cal.score!r} has no calibration scores "
+                                f"(calibration.scores holds {held})")  # fmt: skip
+    for name, values in cal.scores.items():
+        array = np.asarray(values, np.float64)
+        if len(values) != cal.split_size or not np.isfinite(array).all() or (np.diff(array) < 0).any():
+            raise BundleError(path, f"calibration.scores.{name} is not {cal.split_size} (calibration.split_size) "
+                                    "finite values in ascending order")  # fmt: skip
+    if not 0.0 < cal.false_positive_rate < 1.0:
+        raise BundleError(path, f"calibration.false_positive_rate {cal.false_positive_rate} is not in (0, 1)")
+    expected = threshold_at_fpr(cal.scores[cal.score], cal.false_positive_rate)
+    if cal.threshold != expected:
+        raise BundleError(
+            path,
+            f"calibration.threshold {cal.threshold!r} is not the threshold of calibration.scores.{cal.score} at "
+            f"calibration.false_positive_rate {cal.false_positive_rate:g}, {expected!r}: one of them was changed",
+        )
+
+
 def verify_golden(runtime: VAERuntime) -> GoldenSet | None:
-    """Recompute the runtime's bundle's golden set with it; raise BundleError naming the file
+    """Check the runtime's bundle's calibration (`check_calibration`: BundleError naming
+    manifest.json), then recompute its golden set with it; raise BundleError naming golden.json
     and the first difference beyond tolerance. None when the bundle has no golden set."""
     bundle = runtime.bundle
+    check_calibration(bundle)
     golden = read_golden(bundle)
     if golden is None:
         return None

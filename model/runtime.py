@@ -41,6 +41,9 @@ MAX_ABS_LATENT = 100.0
 # it whatever the request, so a score does not depend on how the service splits the work;
 # at the calibration's K = 64 an image is one piece, as the whole score used to be.
 SAMPLE_CHUNK = 64
+# Decoder passes (images x importance samples) in one piece of a score the service runs
+# (`score_pieces`): a deadline or a disconnect stops the work after at most one piece.
+PIECE_DECODES = 512
 
 _OPTIMIZATION = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -384,6 +387,13 @@ def sample_chunks(importance_samples: int) -> list[tuple[int, int]]:
     """The (start, stop) sample ranges of the pieces of one score: SAMPLE_CHUNK samples each."""
     k = importance_samples
     return [(start, min(start + SAMPLE_CHUNK, k)) for start in range(0, k, SAMPLE_CHUNK)]
+
+
+def score_pieces(importance_samples: int) -> list[tuple[int, int, int]]:
+    """How the service cuts one score into pieces: (start, stop, images) per sample range of
+    `sample_chunks`, with at most `images` images per piece, so that no piece asks for more
+    than PIECE_DECODES decoder passes (images x samples), whatever the request's size."""
+    return [(start, stop, max(1, PIECE_DECODES // (stop - start))) for start, stop in sample_chunks(importance_samples)]
 
 
 def join_parts(

@@ -144,7 +144,7 @@ class ScoreResponse(ModelRef):
     importance_samples: int = Field(examples=[64])
     seed: int = Field(examples=[0])
     score: ScoreName = Field(examples=["mse"], description="which score decides")
-    threshold: float | None = Field(examples=[0.0183])
+    threshold: float | None = Field(examples=[0.0187])
     false_positive_rate: float | None = Field(examples=[0.01])
     results: list[ScoredImage]
 
@@ -197,7 +197,7 @@ class CalibrationSummary(_Out):
     scores: list[str] = Field(
         examples=[["neg_elbo", "iwae_nll", "mse", "complexity"]], description="every score the bundle calibrated"
     )
-    threshold: float = Field(examples=[0.0183])
+    threshold: float = Field(examples=[0.0187])
     false_positive_rate: float = Field(examples=[0.01])
     split_size: int = Field(examples=[250])
     importance_samples: int = Field(examples=[64])
@@ -337,7 +337,7 @@ class Histogram(_Out):
 
 
 class ScoreHistogram(Histogram):
-    threshold: float = Field(examples=[0.0183], description="this score's threshold at the calibrated rate")
+    threshold: float = Field(examples=[0.0187], description="this score's threshold at the calibrated rate")
 
 
 class Window(_Out):
@@ -356,7 +356,7 @@ class AnomalyRate(_Out):
     rate: float | None = Field(examples=[0.012], description="anomalies / window.size; null before any image")
     anomalies: int = Field(examples=[6])
     score: str = Field(examples=["mse"])
-    threshold: float = Field(examples=[0.0183])
+    threshold: float = Field(examples=[0.0187])
     false_positive_rate: float = Field(examples=[0.01], description="what the rate is on normal data")
     window: Window
 

@@ -20,6 +20,7 @@ each call of the function a `vaeserve.model` span inside it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import deque
@@ -32,7 +33,6 @@ from numpy.typing import NDArray
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.util.types import Attributes
-from starlette.concurrency import run_in_threadpool
 
 from app import tracing
 
@@ -239,17 +239,23 @@ class MicroBatcher:
 
 
 class PassThrough:
-    """The executor when batching is off: each call runs alone in the thread pool."""
+    """The executor when batching is off: each call runs alone in the event loop's thread pool.
+
+    A cancelled caller (its deadline passed) stops waiting at once, as with `MicroBatcher`;
+    the call already running finishes in its thread. (Starlette's run_in_threadpool would
+    hold the caller until the thread is done, so its 504 would wait for the work.)
+    """
 
     def __init__(self, fn: BatchFn, attributes: Attributes = None) -> None:
         self._fn = fn
         self._attributes = dict(attributes or {})
 
     async def submit(self, key: Hashable, rows: NDArray[np.float32]) -> Outputs:
+        loop = asyncio.get_running_loop()
         if not tracing.active():
-            return await run_in_threadpool(self._fn, key, rows)
+            return await loop.run_in_executor(None, self._fn, key, rows)
         with tracing.span("vaeserve.model", {**self._attributes, tracing.BATCH_ROWS: len(rows)}):
-            return await run_in_threadpool(self._fn, key, rows)
+            return await loop.run_in_executor(None, contextvars.copy_context().run, self._fn, key, rows)
 
     async def stop(self) -> None:
         pass

@@ -23,7 +23,7 @@ from app.settings import SHIPPED_DEFAULT, SHIPPED_REPOSITORY, Settings
 from model.bundle import Manifest, list_repository, load_bundle
 from model.errors import BundleError
 from model.golden import verify_golden
-from model.runtime import RuntimeOptions, ScoreBatch, VAERuntime, join_parts, sample_chunks
+from model.runtime import RuntimeOptions, ScoreBatch, VAERuntime, join_parts, score_pieces
 
 log = logging.getLogger(__name__)
 
@@ -110,16 +110,22 @@ class LoadedModel:
     async def score(self, images: NDArray[np.float32], importance_samples: int, seed: int) -> ScoreBatch:
         """Every score of every image, with K = importance_samples draws from `seed`.
 
-        The work goes to the executor in pieces of SAMPLE_CHUNK samples (model/runtime.py),
-        one at a time: a request has at most one piece queued, so the pieces of every request
-        in flight take turns (round robin) and a light request never waits for all of a heavy
-        one's. When the request is cancelled (its deadline passed, its client left), no
-        further piece is queued, and a queued one is skipped. Pieces with equal (seed, samples)
-        from concurrent requests are still batched together.
+        The work goes to the executor in pieces (`score_pieces`: SAMPLE_CHUNK samples of at
+        most PIECE_DECODES // SAMPLE_CHUNK images, model/runtime.py), one at a time: a request
+        has at most one piece queued, so the pieces of every request in flight take turns
+        (round robin) and a light request never waits for all of a heavy one's, however many
+        images or samples it asks for. When the request is cancelled (its deadline passed,
+        its client left), it stops waiting at once, no further piece is queued, and a queued
+        one is skipped: at most the piece already running is finished. Pieces with equal
+        (seed, samples) from concurrent requests are still batched together.
         """
         parts = []
-        for start, stop in sample_chunks(importance_samples):
-            parts.append(await self.executors["score"].submit((seed, start, stop), images))
+        for start, stop, images_per_piece in score_pieces(importance_samples):
+            pieces = []
+            for first in range(0, len(images), images_per_piece):
+                rows = images[first : first + images_per_piece]
+                pieces.append(await self.executors["score"].submit((seed, start, stop), rows))
+            parts.append({name: np.concatenate([piece[name] for piece in pieces]) for name in pieces[0]})
         return join_parts(self.manifest, parts, importance_samples)
 
 

@@ -4,11 +4,13 @@ A heavy score (tests/cases/heavy6.npy at importance_samples=5000: 6 x 5000 decod
 in 79 pieces of 64 samples) is in flight; a light one sent after it is answered first,
 while the heavy one is still unanswered. When the heavy one's client goes, or its deadline
 passes, its remaining pieces are never computed: the server's count of score calls
-(vaeserve_batch_size_count) stops well short of 79.
+(vaeserve_batch_size_count) stops well short of 79. So it does, with batching off, and for a
+request of many images at a modest K, which is cut into pieces of images as well.
 """
 
 from __future__ import annotations
 
+import io
 import re
 import select
 import socket
@@ -19,9 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2 as httpx
+import numpy as np
+import pytest
 
 from bench import harness
-from model.runtime import sample_chunks
+from model.runtime import PIECE_DECODES, sample_chunks, score_pieces
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
 HEAVY_PIECES = len(sample_chunks(5000))  # 79
@@ -47,9 +51,10 @@ def send_heavy(url: str) -> socket.socket:
     return sock
 
 
-def score_calls(client: httpx.Client) -> int:
+def score_calls(client: httpx.Client, what: str = "count") -> int:
+    """Score calls the server ran ("count"), or the images they held in all ("sum")."""
     text = client.get("/metrics").text
-    found = re.search(r'^vaeserve_batch_size_count\{model="mnist-vae:1",operation="score"\} (\S+)$', text, re.M)
+    found = re.search(rf'^vaeserve_batch_size_{what}\{{model="mnist-vae:1",operation="score"\}} (\S+)$', text, re.M)
     return int(float(found.group(1))) if found else 0
 
 
@@ -87,8 +92,27 @@ def test_a_light_request_is_answered_while_a_heavy_one_runs_and_the_heavy_one_st
         assert client.post("/v1/score", content=(CASES / "single.npy").read_bytes(), headers=NPY).status_code == 200
 
 
-def test_past_its_deadline_a_request_gets_504_and_its_work_stops() -> None:
-    with shipped_server(VAESERVE_REQUEST_TIMEOUT_S="3") as url, httpx.Client(base_url=url, timeout=60) as client:
+@pytest.mark.parametrize("batching", ["true", "false"])
+def test_past_its_deadline_a_request_gets_504_and_its_work_stops(batching: str) -> None:
+    with shipped_server(VAESERVE_REQUEST_TIMEOUT_S="3", VAESERVE_BATCHING=batching) as url, \
+            httpx.Client(base_url=url, timeout=60) as client:  # fmt: skip
         r = client.post("/v1/score?importance_samples=5000", content=(CASES / "heavy6.npy").read_bytes(), headers=NPY)
         assert r.status_code == 504 and r.json()["detail"] == "the request took longer than 3 s"
         assert settled(client) < HEAVY_PIECES
+
+
+def test_a_wide_request_is_cut_into_pieces_of_images_too_and_stops_at_its_deadline() -> None:
+    """200 images at K = 128: 25,600 decoder passes in pieces of at most PIECE_DECODES, not 2 pieces of
+    200 images; past the deadline the pieces not yet run are never run."""
+    wide = np.concatenate([np.load(CASES / "heavy6.npy")] * 34)[:200]
+    body = io.BytesIO()
+    np.save(body, wide)
+    pieces = sum(-(-len(wide) // images) for _, _, images in score_pieces(128))
+    assert pieces == 50
+    with shipped_server(VAESERVE_REQUEST_TIMEOUT_S="3") as url, httpx.Client(base_url=url, timeout=60) as client:
+        r = client.post("/v1/score?importance_samples=128", content=body.getvalue(), headers=NPY)
+        assert r.status_code == 504 and r.json()["detail"] == "the request took longer than 3 s"
+        wait_for(lambda: score_calls(client) >= 1)  # the piece running at the deadline is finished
+        calls = settled(client)
+        assert calls < pieces
+        assert score_calls(client, "sum") <= calls * PIECE_DECODES // 64  # at most 8 images a call, not 64

@@ -97,6 +97,17 @@ def _edit_golden(path: Path) -> None:
     _rehash(path, **{"golden.json": json.dumps(raw).encode()})
 
 
+def _edit_calibration(path: Path, **changed: object) -> None:
+    """Edit fields of the manifest's calibration by hand, as a person with an editor would."""
+    raw = json.loads((path / "manifest.json").read_text())
+    raw["calibration"] |= changed
+    (path / "manifest.json").write_text(json.dumps(raw, indent=2))
+
+
+def _calibration(path: Path) -> dict:
+    return json.loads((path / "manifest.json").read_text())["calibration"]
+
+
 def _shift_a_weight(path: Path) -> None:
     import onnx
     from onnx import numpy_helper
@@ -117,6 +128,16 @@ def _shift_a_weight(path: Path) -> None:
         (lambda b: _edit_golden(b), r"golden.json: image 0 \(normal: held-out image 0\): score mse is [0-9.e-]+ here "
          r"but [0-9.e-]+ in the golden set \(\|difference\| [0-9.e-]+ > tolerance [0-9.e-]+\)"),
         (lambda b: _shift_a_weight(b), r"golden.json: image 0 \(normal: held-out image 0\): latent mean\[0\] is"),
+        # an edited calibration is the manifest's fault, named before any golden value is compared
+        (lambda b: _edit_calibration(b, false_positive_rate=0.05),
+         r"manifest.json: calibration.threshold [0-9.]+ is not the threshold of calibration.scores.\w+ at "
+         r"calibration.false_positive_rate 0.05, [0-9.]+: one of them was changed"),
+        (lambda b: _edit_calibration(b, threshold=_calibration(b)["threshold"] * 1.01),
+         r"manifest.json: calibration.threshold [0-9.]+ is not the threshold of calibration.scores"),
+        (lambda b: _edit_calibration(b, score="kl"),
+         r"manifest.json: calibration.score 'kl' has no calibration scores \(calibration.scores holds neg_elbo, "),
+        (lambda b: _edit_calibration(b, score=next(n for n in _calibration(b)["scores"] if n != _calibration(b)["score"])),
+         r"manifest.json: calibration.threshold [0-9.]+ is not the threshold of calibration.scores.\w+ at "),
     ],
 )  # fmt: skip
 def test_a_broken_bundle_stops_the_service_at_start_up(

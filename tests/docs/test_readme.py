@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import httpx2 as httpx
+from PIL import Image, ImageOps
 
 from bench.harness import without_settings
 
@@ -60,3 +64,41 @@ def test_the_command_line_and_python_examples_work(live: tuple[str, Path]) -> No
                           env=without_settings(PYTHONPATH=str(ROOT)))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[False, True]"  # the digit is normal, the square is not
+
+
+def _shown(number: str, value: float) -> bool:
+    """`value` written to the decimals of `number` ("18,902", "0.0187") is `number`."""
+    digits = number.replace(",", "")
+    decimals = len(digits.split(".")[1]) if "." in digits else 0
+    return abs(float(digits) - value) <= 0.51 * 10.0**-decimals
+
+
+def test_the_numbers_quoted_for_an_inverted_digit_are_what_the_server_gives(live: tuple[str, Path]) -> None:
+    """README and docs/api.md quote what examples/digit.png scores upright and inverted (prose, not a
+    command, so no other test runs them)."""
+    url, workdir = live
+    digit = Image.open(workdir / "examples" / "digit.png").convert("L")
+    results = {}
+    for name, image in (("upright", digit), ("inverted", ImageOps.invert(digit))):
+        body = io.BytesIO()
+        image.save(body, "PNG")
+        answer = httpx.post(f"{url}/v1/score?score=mse", content=body.getvalue(),
+                            headers={"content-type": "image/png"}, timeout=60).json()  # fmt: skip
+        results[name] = answer["results"][0] | {"threshold": answer["threshold"]}
+    inverted, upright = results["inverted"], results["upright"]
+    assert inverted["is_anomaly"] and not upright["is_anomaly"]
+    readme = re.search(r"`examples/digit.png` inverted: `mse` ([\d.]+)\s+against a threshold of ([\d.]+), "
+                       r"p-value ([\d.]+)\)", README)  # fmt: skip
+    assert readme is not None
+    for shown, value in zip(
+        readme.groups(), (inverted["mse"], inverted["threshold"], inverted["p_value"]), strict=True
+    ):
+        assert _shown(shown, value), f"README shows {shown}, the server gives {value}"
+    api = re.search(r"`examples/digit.png` inverted scores `mse` ([\d.]+) against a threshold of\s+([\d.]+) \(([\d.]+) "
+                    r"upright\), `neg_elbo` ([\d,]+) nats \(([\d,]+) upright\), p-value ([\d.]+),",
+                    (ROOT / "docs" / "api.md").read_text())  # fmt: skip
+    assert api is not None
+    values = (inverted["mse"], inverted["threshold"], upright["mse"], inverted["neg_elbo"], upright["neg_elbo"],
+              inverted["p_value"])  # fmt: skip
+    for shown, value in zip(api.groups(), values, strict=True):
+        assert _shown(shown, value), f"docs/api.md shows {shown}, the server gives {value}"

@@ -23,13 +23,13 @@ def test_quantiles_threshold_and_tail_are_edges() -> None:
     values = np.random.default_rng(0).permutation(np.arange(1.0, 101.0)).tolist()  # 1..100
     cal = _calibration(fpr=0.03, mse=values, kl=[2.0 * v for v in values])
     edges = score_buckets(cal, "mse")
-    # the decision's order statistics: at most a fraction 1 - q of the scores above the q point
+    # empirical quantiles: at most a fraction 1 - q of the scores above the q point
     assert {calibration_quantile(values, q) for q in (0.5, 0.9, 0.99)} == {50.0, 90.0, 99.0}
     assert {1.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0} <= set(edges)
-    assert cal.threshold == 97.0 and 97.0 in edges  # the calibrated threshold, deciding "mse"
+    assert cal.threshold == 98.0 and 98.0 in edges  # the calibrated threshold (k = ceil(0.97 * 101)), deciding "mse"
     assert edges[-10:] == tuple(99.0 + 49.0 * 2.0**k for k in range(10))  # q99 + (q99 - q50) * 2^k
     assert list(edges) == sorted(set(edges)) and len(edges) == len(SCORE_QUANTILES) + 1 + 10
-    assert 194.0 not in score_buckets(cal, "kl")  # 2 * 97: the threshold belongs to the deciding score only
+    assert 196.0 not in score_buckets(cal, "kl")  # 2 * 98: the threshold belongs to the deciding score only
     for q in SCORE_QUANTILES:
         edge = calibration_quantile(values, q)
         assert np.mean(np.array(values) > edge) <= 1.0 - q + 1e-12

@@ -12,8 +12,9 @@ import pytest
 from onnx import numpy_helper
 
 from model.bundle import Bundle, load_bundle, write_bundle
+from model.decision import threshold_at_fpr
 from model.errors import BundleError
-from model.golden import GOLDEN, compute_golden, golden_inputs, read_golden, verify_golden
+from model.golden import GOLDEN, check_calibration, compute_golden, golden_inputs, read_golden, verify_golden
 from model.runtime import RuntimeOptions, VAERuntime
 from model.scores import COMBINED_SCORES, SCORE_NAMES
 
@@ -68,14 +69,51 @@ def test_a_changed_weight_is_refused(bundle: Bundle, tmp_path: Path) -> None:
 
 def test_a_calibration_that_no_longer_gives_the_recorded_decision_is_refused(bundle: Bundle, tmp_path: Path) -> None:
     cal = bundle.manifest.calibration
-    golden = read_golden(bundle)
-    first = golden.images[0]  # a normal image: move the threshold just below its score
-    lowered = cal.model_copy(update={"threshold": first.scores[cal.score] * 0.999})
+    # a calibration consistent in itself (the threshold is its scores' at its rate) but not the golden set's
+    moved = cal.model_copy(
+        update={"false_positive_rate": 0.5, "threshold": threshold_at_fpr(cal.scores[cal.score], 0.5)}
+    )
     files = {name: (bundle.path / name).read_bytes() for name in bundle.manifest.files}
-    write_bundle(tmp_path / "b", bundle.manifest.model_copy(update={"calibration": lowered}), files)
-    with pytest.raises(BundleError, match=rf"image 0 \(normal: held-out image 0\): decision threshold is "
-                       rf"{lowered.threshold} from the golden scores and this calibration, but {cal.threshold} in the golden set"):  # fmt: skip
+    write_bundle(tmp_path / "b", bundle.manifest.model_copy(update={"calibration": moved}), files)
+    with pytest.raises(BundleError, match=rf"{tmp_path / 'b' / GOLDEN}: image 0 \(normal: held-out image 0\): decision "
+                       rf"threshold is {moved.threshold} from the golden scores and this calibration, but {cal.threshold} in the golden set"):  # fmt: skip
         verify_golden(VAERuntime(load_bundle(tmp_path / "b")))
+
+
+def _with_calibration(bundle: Bundle, out: Path, **changed: object) -> Bundle:
+    cal = bundle.manifest.calibration
+    assert cal is not None
+    files = {name: (bundle.path / name).read_bytes() for name in bundle.manifest.files}
+    write_bundle(out, bundle.manifest.model_copy(update={"calibration": cal.model_copy(update=changed)}), files)
+    return load_bundle(out)
+
+
+def test_an_inconsistent_calibration_is_refused_naming_the_manifest_and_the_field(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    cal = bundle.manifest.calibration
+    assert cal is not None
+    check_calibration(bundle)  # the trained bundle's is consistent
+    other = next(name for name in cal.scores if name != cal.score)
+    cases = [
+        ({"threshold": cal.threshold * 1.01}, rf"calibration.threshold {cal.threshold * 1.01!r} is not the threshold "
+         rf"of calibration.scores.{cal.score} at calibration.false_positive_rate {cal.false_positive_rate:g}, "
+         rf"{cal.threshold!r}: one of them was changed"),
+        ({"false_positive_rate": 0.05}, rf"calibration.threshold {cal.threshold!r} is not the threshold of "
+         rf"calibration.scores.{cal.score} at calibration.false_positive_rate 0.05, "),
+        ({"score": other}, rf"calibration.threshold {cal.threshold!r} is not the threshold of calibration.scores.{other} at "),
+        ({"score": "kl"}, r"calibration.score 'kl' has no calibration scores \(calibration.scores holds neg_elbo, "),
+        ({"false_positive_rate": 1.0}, r"calibration.false_positive_rate 1.0 is not in \(0, 1\)"),
+        ({"scores": cal.scores | {other: cal.scores[other][::-1]}},
+         rf"calibration.scores.{other} is not {cal.split_size} \(calibration.split_size\) finite values in ascending"),
+        ({"split_size": cal.split_size + 1}, r"calibration.scores.\w+ is not \d+ \(calibration.split_size\)"),
+    ]  # fmt: skip
+    for i, (changed, message) in enumerate(cases):
+        edited = _with_calibration(bundle, tmp_path / str(i), **changed)
+        with pytest.raises(BundleError, match=rf"^{edited.path / 'manifest.json'}: {message}"):
+            check_calibration(edited)
+        with pytest.raises(BundleError, match=r"manifest\.json: calibration"):  # before any golden value
+            verify_golden(VAERuntime(edited))
 
 
 def test_combined_scores_are_checked_against_the_calibration(bundle: Bundle, tmp_path: Path) -> None:

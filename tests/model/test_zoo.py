@@ -7,7 +7,7 @@ import pytest
 
 from app.settings import SHIPPED_REPOSITORY
 from model.bundle import list_repository, load_bundle
-from model.decision import p_values
+from model.decision import decide, p_values, threshold_at_fpr
 from model.golden import verify_golden
 from model.runtime import RuntimeOptions, VAERuntime, batched_scores
 from model.scores import CALIBRATED_SCORES, DEFAULT_COMBINATION, DEFAULT_MIXTURE_COMPONENTS, DEFAULT_SCORE
@@ -68,3 +68,20 @@ def test_recalibrated_without_retraining_and_proves_its_scores(shipped: VAERunti
     checked = verify_golden(shipped)
     assert [g.decision.is_anomaly for g in checked.images] == [False] * 3 + [True] * 4
     assert shipped.manifest.calibration.pixel_threshold > 0
+
+
+def test_every_calibrated_score_decides_exactly_when_its_p_value_is_within_the_rate(shipped: VAERuntime) -> None:
+    """For every calibrated score of the shipped bundle, at its own rate and at others: every
+    calibration score, and the points between and beyond them, is flagged exactly when its
+    conformal p-value is at most the rate (model/decision.py); the stored threshold is the
+    conformal order statistic k = ceil(0.99 (n + 1)) = 249 of 250, the 2nd largest."""
+    cal = shipped.manifest.calibration
+    assert cal is not None and cal.split_size == 250 and cal.false_positive_rate == 0.01
+    assert cal.threshold == threshold_at_fpr(cal.scores[cal.score], 0.01) == cal.scores[cal.score][248]
+    for name, values in cal.scores.items():
+        ordered = np.asarray(values)
+        probes = np.concatenate([ordered, (ordered[1:] + ordered[:-1]) / 2, ordered[[0, -1]] + [-1.0, 1.0]])
+        for rate in (cal.false_positive_rate, 0.004, 0.02, 0.05, 0.1, 0.25, 0.5):
+            decision = decide(cal, {name: probes}, name, rate)
+            assert decision.p_values is not None and decision.is_anomaly is not None
+            np.testing.assert_array_equal(decision.is_anomaly, decision.p_values <= rate, err_msg=f"{name} at {rate}")
