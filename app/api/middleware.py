@@ -5,7 +5,11 @@ the deadline, and one structured access-log line per request.
   back on every response and written in every log line of the request.
 - In-flight limit: past `max_concurrent_requests` a request gets 503 with Retry-After at
   once, instead of queueing without bound. Health checks are never refused.
-- Deadline: a request unanswered after `request_timeout_s` gets 504; its work is cancelled.
+- Deadline: a request whose answer has not started after `request_timeout_s` gets 504; its
+  work is cancelled. An answer that has started is sent whole: the deadline is disarmed
+  when it starts, so it never cuts a response short under a 200. Static files (the
+  playground's, the /docs pages' assets) have no deadline: they do no model work, and a
+  504 for one module would break the page.
 - Client gone: a request whose client disconnects before its answer starts is cancelled
   too (logged with status 499, nginx's "client closed request"), so no work is done for
   nobody. Scoring stops at its next piece (app/serving/registry.py).
@@ -32,6 +36,7 @@ access_log = logging.getLogger("app.access")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
+STATIC_PREFIXES = ("/playground", "/static-offline-docs")  # app/api/playground.py, fastapi-offline's default
 
 
 class RequestMiddleware:
@@ -50,10 +55,13 @@ class RequestMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 0
+        deadline: asyncio.Timeout | None = None  # armed while the app runs
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
+                if deadline is not None:
+                    _disarm(deadline)
                 status = message["status"]
                 MutableHeaders(scope=message)["x-request-id"] = request_id
             await send(message)
@@ -67,10 +75,12 @@ class RequestMiddleware:
             self.in_flight += limited
             self.metrics.in_flight.inc()
             try:
-                async with asyncio.timeout(self.settings.request_timeout_s):
+                timeout_s = None if path.startswith(STATIC_PREFIXES) else self.settings.request_timeout_s
+                async with asyncio.timeout(timeout_s) as deadline:
                     if await _cancelled_on_disconnect(self.app, scope, receive, send_with_id):
                         status = 499
             except TimeoutError:
+                deadline = None
                 if status == 0:  # nothing sent yet: we can still answer
                     detail = f"the request took longer than {self.settings.request_timeout_s:g} s"
                     timeout = ServiceError(504, "timeout", "Gateway timeout", detail)
@@ -99,6 +109,16 @@ class RequestMiddleware:
                     "duration_ms": round(seconds * 1000, 3),
                 },
             )
+
+
+def _disarm(deadline: asyncio.Timeout) -> None:
+    """The answer starts: from here it is sent whole, the deadline no longer applies.
+
+    A deadline that has already passed, its cancellation held up on the way (a shielded
+    await swallowed it), still wins: nothing is sent yet, so the 504 can go out instead."""
+    if deadline.expired():
+        raise asyncio.CancelledError
+    deadline.reschedule(None)
 
 
 def _request_id(scope: Scope) -> str:
