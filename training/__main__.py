@@ -7,7 +7,8 @@
     python -m training ... --resume          # continue from the run directory's checkpoint
 
 Exit codes: 0 done, 1 training failed (a NaN loss, an export or a golden set on which ONNX
-Runtime disagrees with torch), 2 bad input, 130 interrupted.
+Runtime disagrees with torch), 2 bad input (config, data, device, output, a checkpoint
+to resume that is missing or from another config), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import os
 import platform
 import shlex
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +53,7 @@ from training.golden import GoldenMismatchError, check_torch_parity
 from training.loop import Trainer, TrainingError
 from training.nets import conv_channels, count_parameters
 from training.sources import DataError, ImageSource, ImageSplit
+from training.staging import remove_stale_drafts, staging_dir
 
 log = logging.getLogger("training")
 
@@ -172,6 +173,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> Path | None:
         config.name = args.out.parent.name if args.out.name.isdigit() and args.out.parent.name else "vae"
     if processes.is_main:
         check_output_dir(args.out, force=args.force)
+        remove_stale_drafts(args.out)
     note = args.card_note.read_text() if args.card_note else ""
     run_dir = args.run_dir or Path("runs") / config.name / version
 
@@ -248,9 +250,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> Path | None:
         ),
     )
     graph_files = {"encoder.onnx": graphs.encoder, "decoder.onnx": graphs.decoder}
-    with tempfile.TemporaryDirectory(prefix="vaeserve-draft-") as tmp:
+    with staging_dir(args.out) as staging:  # beside --out, not in the system temp folder (training/staging.py)
         # Calibrate and draw the report through the exported graphs, as the service will.
-        draft = write_bundle(Path(tmp) / "draft", manifest, graph_files)
+        draft = write_bundle(staging / "draft", manifest, graph_files)
         runtime = scoring_runtime(draft.path)
         cal = config.calibration
         metrics: list[SplitMetrics] = [
@@ -321,7 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args, argv)
     except (ConfigError, DataError, BundleError, DeviceError) as exc:
-        print(f"error: {_reason(exc)}", file=sys.stderr)
+        # A config error is the same in every process (a resume's checkpoint is rank 0's,
+        # sent to all): under torchrun, rank 0 alone says it. The others are this process's own.
+        if main_process or not isinstance(exc, ConfigError):
+            print(f"error: {_reason(exc)}", file=sys.stderr)
         return 2
     except (TrainingError, ExportError, GoldenMismatchError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -91,7 +91,10 @@ def _file_spec(first: Path, config: DataConfig) -> InputSpec:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """The image files in `folder`, sorted; hidden ones (`.*`, macOS's AppleDouble `._*`) are
+    skipped like hidden folders: they are metadata, not data."""
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file())  # fmt: skip
 
 
 def _folder(root: Path, config: DataConfig) -> FileSource:

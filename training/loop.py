@@ -23,7 +23,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from training.config import RunConfig
+from training.config import ConfigError, RunConfig
 from training.data import TRAIN_STREAM, VALIDATION_STREAM, EpochShuffle, Shard, TrainingImages, loader
 from training.devices import autocast
 from training.distributed import Processes
@@ -37,7 +37,7 @@ CHECKPOINT = "checkpoint.pt"
 
 
 class TrainingError(RuntimeError):
-    """Training cannot go on (a NaN loss, a checkpoint that does not fit the config)."""
+    """Training cannot go on (a NaN loss)."""
 
 
 @dataclass
@@ -74,6 +74,18 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
 
 
+def _differences(ours: dict[str, Any], theirs: dict[str, Any], prefix: str = "") -> list[str]:
+    """`section.key X here, Y in the checkpoint` for every key whose values differ (nested dicts by key)."""
+    out: list[str] = []
+    for key in sorted(ours.keys() | theirs.keys()):
+        mine, saved = ours.get(key), theirs.get(key)
+        if isinstance(mine, dict) and isinstance(saved, dict):
+            out += _differences(mine, saved, f"{prefix}{key}.")
+        elif mine != saved:
+            out.append(f"{prefix}{key} {mine!r} here, {saved!r} in the checkpoint")
+    return out
+
+
 class Trainer:
     """Trains one VAE on a train and a validation split, checkpointing into `run_dir`."""
 
@@ -95,7 +107,7 @@ class Trainer:
         self.run_dir = run_dir
         t, world = config.train, self.processes.world_size
         if t.batch_size % world:
-            raise TrainingError(f"train.batch_size {t.batch_size} must be divisible by the {world} processes")
+            raise ConfigError(f"train.batch_size {t.batch_size} must be divisible by the {world} processes")
         torch.manual_seed(t.seed)  # initial weights, the same in every process and on every device
         self.model = VAE(config.model, config.data).to(self.device)
         self.net: torch.nn.Module = self.model
@@ -125,8 +137,10 @@ class Trainer:
     def resume(self) -> None:
         """Continue from the last checkpoint, written by any number of processes.
 
-        Rank 0 reads it and sends it to the others. Its config must match this run's, but
-        for where and how long it runs (config.RUNTIME_KEYS)."""
+        Rank 0 reads it and sends it to the others, so every process raises the same error.
+        Its config must match this run's, but for where and how long it runs
+        (config.RUNTIME_KEYS); a missing checkpoint or another config is a ConfigError (bad
+        input, exit code 2) that names the keys that differ."""
         saved: dict[str, Any] | str | None = None
         if self.processes.is_main:
             if not self.checkpoint_path.exists():
@@ -135,10 +149,12 @@ class Trainer:
                 saved = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
         saved = self.processes.broadcast(saved)
         if isinstance(saved, str) or saved is None:
-            raise TrainingError(str(saved))
+            raise ConfigError(str(saved))
         theirs = RunConfig.from_stored(saved["config"]).without_runtime_keys()
-        if self.config.without_runtime_keys() != theirs:
-            raise TrainingError(f"checkpoint {self.checkpoint_path} was made with a different config")
+        differ = _differences(self.config.without_runtime_keys(), theirs)
+        if differ:
+            where = f"checkpoint {self.checkpoint_path} was made with a different config"
+            raise ConfigError(f"{where}: {'; '.join(differ)}")
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.state = saved["state"]

@@ -5,11 +5,14 @@ the deadline, and one structured access-log line per request.
   digits; sent back on every response and written in every log line of the request.
 - In-flight limit: past `max_concurrent_requests` a request gets 503 with Retry-After at
   once, instead of queueing without bound. Health checks are never refused.
-- Deadline: a request unanswered after `request_timeout_s` gets 504; its work is cancelled.
-  One whose body was still arriving then gets 408 (Request Timeout: the client did not
-  finish sending in time) and its connection is closed. A request holds its in-flight slot
-  from its first byte, its upload included: slow uploads count against the limit until
-  their deadline.
+- Deadline: a request whose answer has not started after `request_timeout_s` gets 504; its
+  work is cancelled. One whose body was still arriving then gets 408 (Request Timeout: the
+  client did not finish sending in time) and its connection is closed. A request holds its
+  in-flight slot from its first byte, its upload included: slow uploads count against the
+  limit until their deadline. An answer that has started is sent whole: the deadline is
+  disarmed when it starts, so it never cuts a response short under a 200. Static files (the
+  playground's, the /docs pages' assets) have no deadline: they do no model work, and a
+  504 for one module would break the page.
 - Client gone: a request whose client disconnects before its answer starts is cancelled
   too (logged with status 499, nginx's "client closed request"), so no work is done for
   nobody; so is one whose client goes while sending its body. Scoring stops at its next
@@ -41,6 +44,7 @@ access_log = logging.getLogger("app.access")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
+STATIC_PREFIXES = ("/playground", "/static-offline-docs")  # app/api/playground.py, fastapi-offline's default
 
 
 class RequestMiddleware:
@@ -69,10 +73,13 @@ class RequestMiddleware:
         id_header = (b"x-request-id", request_id.encode())
         started = time.perf_counter()
         status = 0
+        deadline: asyncio.Timeout | None = None  # armed while the app runs
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
+                if deadline is not None:
+                    _disarm(deadline)
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
@@ -97,12 +104,14 @@ class RequestMiddleware:
             self.metrics.in_flight.inc()
             app = (self.hot_paths.find(scope) if self.hot_paths is not None else None) or self.app
             try:
-                async with asyncio.timeout(self.settings.request_timeout_s):
+                timeout_s = None if path.startswith(STATIC_PREFIXES) else self.settings.request_timeout_s
+                async with asyncio.timeout(timeout_s) as deadline:
                     if await _cancelled_on_disconnect(app, scope, receive_tracked, send_with_id, lambda: status != 0):
                         status = 499
             except ClientDisconnect:  # gone while sending its body: nobody to answer, nothing went wrong
                 status = 499
             except TimeoutError:
+                deadline = None
                 if status == 0:  # nothing sent yet: we can still answer
                     timeout = _timeout(self.settings.request_timeout_s, uploading)
                     await self.renderers.for_path(path)(timeout)(scope, receive, send_with_id)
@@ -138,6 +147,16 @@ def _timeout(seconds: float, uploading: bool) -> ServiceError:
         detail = f"the request body did not arrive within {seconds:g} s (VAESERVE_REQUEST_TIMEOUT_S)"
         return ServiceError(408, "request-timeout", "Request timeout", detail, {"Connection": "close"})
     return ServiceError(504, "timeout", "Gateway timeout", f"the request took longer than {seconds:g} s")
+
+
+def _disarm(deadline: asyncio.Timeout) -> None:
+    """The answer starts: from here it is sent whole, the deadline no longer applies.
+
+    A deadline that has already passed, its cancellation held up on the way (a shielded
+    await swallowed it), still wins: nothing is sent yet, so the 504 can go out instead."""
+    if deadline.expired():
+        raise asyncio.CancelledError
+    deadline.reschedule(None)
 
 
 def _request_id(scope: Scope) -> str:

@@ -90,6 +90,24 @@ def test_flat_folder_has_no_labels(tmp_path: Path) -> None:
         select_labels(data, [1])
 
 
+def test_hidden_files_are_skipped_like_hidden_folders(tmp_path: Path) -> None:
+    """macOS's AppleDouble `._001.png` (not an image) and a decodable `.hidden.png` are
+    metadata, not data: neither stops the run nor is trained on."""
+    images, labels = real_digits(4)
+    folder = _folder(tmp_path, images, labels)
+    first = sorted(folder.glob("*/*.png"))[0]
+    (first.parent / f"._{first.name}").write_bytes(b"\x00\x05\x16\x07 AppleDouble resource fork")
+    (first.parent / ".hidden.png").write_bytes(png_bytes(255 - images[0]))
+    (folder / ".thumbnails").mkdir()
+    (folder / ".thumbnails" / "t.png").write_bytes(png_bytes(images[0]))
+    data = open_source(DataConfig(source=str(folder)))
+    assert sorted(p.name for p in data.paths) == [f"{i:03d}.png" for i in range(4)]
+    assert data.class_names == sorted({f"class_{i}" for i in labels})
+    flat = _folder(tmp_path / "flat", images, None)
+    (flat / "._000.png").write_bytes(b"not an image")
+    assert [p.name for p in open_source(DataConfig(source=str(flat))).paths] == [f"{i:03d}.png" for i in range(4)]
+
+
 def test_input_spec_is_inferred_from_the_first_image(tmp_path: Path, caplog) -> None:
     rng = np.random.default_rng(0)
     for i in range(3):

@@ -109,3 +109,15 @@ def test_a_two_process_checkpoint_resumes_in_one_process(two_processes, digits_n
     manifest = load_bundle(tmp_path / "m" / "1").manifest
     assert (manifest.training.world_size, manifest.training.epochs_run) == (1, 4)
     assert _history(run_dir)[:3] == _history(two_processes[1])
+
+
+def test_bad_input_under_torchrun_is_said_once_with_exit_code_2(digits_npz: Path, tmp_path: Path) -> None:
+    """A batch that does not split over the processes: both exit 2, and rank 0 alone says why."""
+    rendezvous = ["--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(free_port())]
+    args = ["-m", "training", "--data", str(digits_npz), "--epochs", "1", "--out", str(tmp_path / "m" / "1"),
+            "--run-dir", str(tmp_path / "run"), *TINY_ARGS, "--set", "train.batch_size=15"]  # fmt: skip
+    proc = subprocess.run([*TORCHRUN, *rendezvous, *args], capture_output=True, text=True, timeout=TIMEOUT_S)
+    message = "error: train.batch_size 15 must be divisible by the 2 processes"
+    assert proc.returncode != 0 and proc.stderr.count(message) == 1, proc.stderr
+    assert proc.stderr.count("exitcode  : 2") >= 1  # torchrun's report of the first failed process
+    assert not (tmp_path / "m").exists()

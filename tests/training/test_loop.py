@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.config import RunConfig, load_config
-from training.loop import Trainer, TrainingError, kl_weight, learning_rate
+from training.config import ConfigError, RunConfig, load_config
+from training.loop import Trainer, kl_weight, learning_rate
 from training.sources import ImageSplit
 
 
@@ -52,7 +52,7 @@ def test_the_global_batch_must_split_evenly(tmp_path: Path, digit_images: np.nda
     from training.distributed import Processes
 
     images = _split(torch.from_numpy(digit_images))
-    with pytest.raises(TrainingError, match=r"train\.batch_size 30 must be divisible by the 4 processes"):
+    with pytest.raises(ConfigError, match=r"train\.batch_size 30 must be divisible by the 4 processes"):
         Trainer(_config("train.batch_size=30"), images, images, tmp_path, processes=Processes(world_size=4))
 
 

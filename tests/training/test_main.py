@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,6 +99,28 @@ def test_ctrl_c_keeps_a_checkpoint_and_writes_no_bundle(digits_npz: Path, tmp_pa
     done = torch.load(run_dir / "checkpoint.pt", weights_only=False)["state"].epoch
     assert _train(out, digits_npz, "--resume", epochs=done + 1, run_dir=run_dir) == 0
     assert load_bundle(out).manifest.training.epochs_run == done + 1
+
+
+def test_a_run_killed_after_export_leaves_its_draft_beside_the_output_and_the_next_run_removes_it(
+    digits_npz: Path, tmp_path: Path
+) -> None:
+    """kill -9 while the draft bundle is being calibrated: nothing in the system temp folder,
+    one `.1.partial-<pid>` beside the output, which the next run to that output removes."""
+    out, system_tmp = tmp_path / "m" / "1", tmp_path / "tmp"
+    system_tmp.mkdir()
+    cmd = [sys.executable, "-m", "training", "--data", str(digits_npz), "--epochs", "1", "--out", str(out),
+           "--run-dir", str(tmp_path / "run"), "--name", "digits", *TINY_ARGS]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(system_tmp)})
+    draft = out.parent / f".1.partial-{proc.pid}" / "draft" / "manifest.json"
+    deadline = time.monotonic() + 180  # a hang guard for a loaded machine
+    while not draft.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.kill()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL and draft.exists(), stderr
+    assert not out.exists() and not list(system_tmp.glob("vaeserve-*"))
+    assert _train(out, digits_npz, epochs=1) == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["1", "1.run"]
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
@@ -260,6 +283,26 @@ def test_bf16_autocast_still_exports_float32_graphs_that_pass_parity(digits_npz:
 def test_bad_config_exits_2(digits_npz: Path, tmp_path: Path, capsys) -> None:
     assert _train(tmp_path / "m" / "1", digits_npz, "--set", "model.depth=3") == 2
     assert "error: unknown config key model.depth" in capsys.readouterr().err
+
+
+def test_resume_without_a_checkpoint_exits_2(digits_npz: Path, tmp_path: Path, capsys) -> None:
+    run_dir = tmp_path / "run"
+    assert _train(tmp_path / "m" / "1", digits_npz, "--resume", run_dir=run_dir) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: no checkpoint to resume from at {run_dir / 'checkpoint.pt'}\n"
+    assert not (tmp_path / "m").exists()
+
+
+def test_resume_with_another_config_exits_2_naming_the_keys(trained, digits_npz: Path, tmp_path: Path, capsys) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained[1], run_dir)
+    code = _train(tmp_path / "m" / "1", digits_npz, "--resume", "--set", "model.latent_dim=8", "--set", "train.lr=0.01",
+                  epochs=3, run_dir=run_dir)  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"error: checkpoint {run_dir / 'checkpoint.pt'} was made with a different config: "
+        "model.latent_dim 8 here, 4 in the checkpoint; train.lr 0.01 here, 0.003 in the checkpoint\n"
+    )
 
 
 def test_gaussian_mlp_bundle_end_to_end(digits_npz: Path, tmp_path: Path) -> None:
