@@ -105,6 +105,8 @@ V1_QUERIES: dict[str, dict[str, Parser]] = {
         "score": one_of(*get_args(ScoreName)),
         "false_positive_rate": fraction,
         "heatmap": flag,
+        "mask": flag,
+        "overlay": flag,
     },
     "/v1/reconstruct": {"importance_samples": whole(), "seed": SEED, "format": one_of("png", "array"), "heatmap": flag},
 }
