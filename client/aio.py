@@ -110,7 +110,8 @@ class AsyncVAEClient(ClientBase):
         if scored and importance_samples is None and k_matters(self._limits) and key not in self._calibrated_k:
             with contextlib.suppress(VAEServeError):  # an unknown model: the request itself will say so
                 self._calibrated_k[key] = await self._run(calls.calibrated_importance_samples(model, version))
-        k = self._planned_k(importance_samples, self._calibrated_k.get(key)) if scored else None
+        planned = scored and k_matters(self._limits)  # else every K the server takes fits any request
+        k = self._planned_k(importance_samples, self._calibrated_k.get(key)) if planned else None
         return batching_budget(self._limits, k, max_images)
 
     async def _run_split(self, uploads: Sequence[Upload], ask: Callable[[Upload], Call[A]]) -> A:

@@ -103,6 +103,8 @@ class Upload:
     def split(self, budget: Budget) -> list[Upload]:
         """The images, in order, in uploads of at most `budget.max_images` images and `budget.max_bytes`
         of body each. An image over the byte budget on its own goes alone: the server says why it refuses it."""
+        if self.array is not None and len(self.array) == 0:
+            return [self]  # the server says what is wrong with no images
         if self.array is not None:
             per_image = max(1, self.array[:1].nbytes)
             step = max(1, min(budget.max_images, (budget.max_bytes - NPY_HEADER_BYTES) // per_image))

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from bench.harness import PORT, serve, without_settings
-from client import AsyncVAEClient, VAEClient
+from client import AsyncVAEClient, VAEClient, VAEServeError
 from client.batching import Budget
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +64,9 @@ def test_the_limits_refuse_one_request_and_the_budget_follows_them(small_url: st
         assert vae.budget(scored=True, importance_samples=16) == Budget(max_images=1, max_bytes=8192)
         assert vae.budget(scored=True, importance_samples=4) == Budget(max_images=3, max_bytes=8192)
         assert vae.budget(scored=True, importance_samples=5000).max_images == 1  # K alone over: the server says why
+        with pytest.raises(VAEServeError) as empty:  # nothing to split: the server's own answer
+            vae.encode(np.zeros((0, 1, 28, 28), np.float32))
+        assert empty.value.status in (400, 422)
 
 
 def test_the_sync_client_splits_every_kind_of_images(
