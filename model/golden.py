@@ -236,7 +236,9 @@ def check_calibration(bundle: Bundle) -> None:
         raise BundleError(
             path,
             f"calibration.threshold {cal.threshold!r} is not the threshold of calibration.scores.{cal.score} at "
-            f"calibration.false_positive_rate {cal.false_positive_rate:g}, {expected!r}: one of them was changed",
+            f"calibration.false_positive_rate {cal.false_positive_rate:g}, {expected!r}: one of them was changed, "
+            "or the bundle was calibrated before thresholds were conformal (re-calibrate it: "
+            "python -m training.calibrate BUNDLE)",
         )
 
 
