@@ -306,6 +306,7 @@ class Limits(_Out):
     max_pixels_per_image: int = Field(examples=[16777216], description="decoded pixels per image")
     max_samples: int = Field(examples=[256], description="n for GET /v1/samples")
     max_importance_samples: int = Field(examples=[5000], description="K for scores")
+    max_interpolation_steps: int = Field(examples=[64], description="steps for POST /v1/interpolate")
 
 
 class Histogram(_Out):
