@@ -325,6 +325,7 @@ class Limits(_Out):
     default_importance_samples: int = Field(
         examples=[64], description="K when neither the request nor the model's calibration names one"
     )
+    max_interpolation_steps: int = Field(examples=[64], description="steps for POST /v1/interpolate")
 
 
 class Histogram(_Out):

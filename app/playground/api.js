@@ -84,6 +84,7 @@ export class Api {
     return form;
   }
 
+  limits() { return this.call("v1/limits", { scoped: false }); }
   models() { return this.call("v1/models", { scoped: false }); }
   model(name, version) { return this.call(`v1/models/${encodeURIComponent(name)}`, { params: { version }, scoped: false }); }
   schema() { return this.call("openapi.json", { scoped: false }); }

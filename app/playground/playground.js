@@ -121,8 +121,16 @@ function definitions(pairs) {
 
 // -- models -------------------------------------------------------------------------------
 
+/** Bound the form fields by what this server accepts (GET /v1/limits), so the browser refuses the rest. */
+async function applyLimits() {
+  const limits = await api.limits();
+  $("sample-n").max = String(limits.max_samples);
+  if (limits.max_interpolation_steps) $("interpolate-steps").max = String(limits.max_interpolation_steps);
+}
+
 async function loadModels() {
   await guarded("problem", async () => {
+    await applyLimits();
     const list = await api.models();
     state.models = list.models;
     const names = [...new Set(list.models.map((m) => m.name))];
@@ -155,6 +163,8 @@ async function pickModel(name, version) {
       for (const pad of [draw, from, to]) pad.configure(detail.input); // clears them
       $("draw-width").value = draw.width;
     }
+    if (draw.empty) $("traverse-base").value = "origin"; // no drawing (any more) to start from
+    $("traverse-grid").hidden = true; // the last model's sweep
     $("draw-ink-label").hidden = detail.input.colour_mode === "L";
     const scores = detail.calibration?.scores ?? [];
     $("draw-score").replaceChildren(...scores.map((s) => new Option(s, s)));
@@ -324,7 +334,23 @@ $("draw-score").addEventListener("change", () => analyse());
 
 // -- sample -------------------------------------------------------------------------------
 
+/**
+ * True when every field of `form` is valid; else its first invalid field's message goes into
+ * the problem paragraph `where` (in place of an older answer's) and nothing is sent.
+ */
+function validForm(form, where) {
+  const invalid = [...$(form).elements].find((field) => field.willValidate && !field.checkValidity());
+  if (!invalid) return true;
+  const label = invalid.closest("label")?.firstChild?.textContent.trim() || invalid.id;
+  showProblem(where, new Error(`${label}: ${invalid.validationMessage}`));
+  return false;
+}
+
 function sample() {
+  if (!validForm("sample-form", "sample-problem")) {
+    $("sample-grid").hidden = true; // it is another model's, or other values'
+    return Promise.resolve(false);
+  }
   return guarded("sample-problem", async () => {
     const blob = await api.samples($("sample-n").value, $("sample-seed").value, $("sample-temperature").value);
     setImage($("sample-grid"), blob);
@@ -355,6 +381,11 @@ function showFrame(i) {
   setImage($("interpolate-frame"), path.images[i]);
   $("interpolate-at").textContent = `t = ${path.t[i].toFixed(2)} (image ${i + 1} of ${path.images.length})`;
   [...$("interpolate-strip").children].forEach((img, j) => img.classList.toggle("current", i === j));
+}
+
+// A submission the browser refuses (a field out of range) replaces an older answer's problem.
+for (const [form, where] of [["sample-form", "sample-problem"], ["interpolate-form", "interpolate-problem"]]) {
+  $(form).addEventListener("invalid", () => validForm(form, where), true);
 }
 
 $("interpolate-form").addEventListener("submit", async (event) => {
