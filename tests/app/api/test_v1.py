@@ -358,13 +358,14 @@ def test_masks_and_overlays_follow_the_maps_and_the_decision(
     assert plain["mask"] is None and plain["overlay"] is None
 
 
-def test_maps_over_the_size_limit_are_refused_before_any_work(repository, digit_arrays) -> None:
+def test_maps_over_the_size_limit_are_refused_before_any_work(repository, digit_pngs) -> None:
     settings = Settings(model_repository=repository, default_model="digits:1", max_body_bytes=16 * 1024)
+    pngs = [base64.b64encode(p).decode() for p in digit_pngs]  # a small body: the limit is on the answer here
     with TestClient(create_app(settings)) as small:
-        ok = small.post("/v1/score?mask=true&heatmap=true&overlay=true", json={"arrays": digit_arrays[:1].tolist()})
-        many = small.post("/v1/score?mask=true&heatmap=true&overlay=true", json={"arrays": digit_arrays.tolist()})
+        ok = small.post("/v1/score?mask=true&heatmap=true&overlay=true", json={"images": pngs[:1]})
+        many = small.post("/v1/score?mask=true&heatmap=true&overlay=true", json={"images": pngs})
     assert ok.status_code == 200
-    assert many.status_code == 422 and many.json()["detail"].startswith("4 images x 3 PNGs each")
+    assert many.status_code == 422 and many.json()["detail"].startswith(f"{len(pngs)} images x 3 PNGs each")
     assert "over the limit of 16384 bytes (VAESERVE_MAX_BODY_BYTES" in many.json()["detail"]
 
 
