@@ -292,7 +292,7 @@ def _with_chunks(png: bytes, *chunks: bytes) -> bytes:
 
 
 def _pillow_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(preprocess, "_decode_plain_png", lambda *args: None)
+    monkeypatch.setattr(preprocess, "decode_plain_png", lambda *args: None)
 
 
 def _outcome(data: bytes, spec: InputSpec) -> tuple[str, object]:
@@ -319,7 +319,7 @@ def test_plain_pngs_take_the_fast_path_and_get_pillows_pixels(
 ) -> None:
     pngs = _plain_pngs(digit)
     fast = {name: decode_image(png, spec) for name, png in pngs.items()}
-    assert all(preprocess._decode_plain_png(png, spec, 784) is not None for png in pngs.values())
+    assert all(preprocess.decode_plain_png(png, spec, 784) is not None for png in pngs.values())
     _pillow_only(monkeypatch)
     for name, png in pngs.items():
         np.testing.assert_array_equal(fast[name], decode_image(png, spec), err_msg=name)
@@ -347,8 +347,8 @@ def test_other_pngs_are_left_to_pillow(digit: np.ndarray) -> None:
         "JPEG": encoded(grey, "JPEG"),
     }
     for name, data in others.items():
-        assert preprocess._decode_plain_png(data, GREY, 784) is None, name
-    assert preprocess._decode_plain_png(plain, GREY, 784 - 1) is None  # over the pixel limit: Pillow refuses it
+        assert preprocess.decode_plain_png(data, GREY, 784) is None, name
+    assert preprocess.decode_plain_png(plain, GREY, 784 - 1) is None  # over the pixel limit: Pillow refuses it
 
 
 def test_broken_pngs_get_pillows_answer(digit: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -138,7 +138,7 @@ def test_too_many_multipart_files_is_413(client: TestClient, digit_pngs) -> None
 def test_limits_publish_what_a_client_splits_by(client: TestClient) -> None:
     assert client.get("/v1/limits").json() == {
         "max_body_bytes": 16 * 1024 * 1024, "max_images_per_request": 8, "max_pixels_per_image": 4096 * 4096,
-        "max_samples": 64, "max_importance_samples": 5000, "max_total_importance_samples": 16384,
+        "max_samples": 64, "max_importance_samples": 5000, "max_total_importance_samples": 16384, "max_interpolation_steps": 64,
         "default_importance_samples": 64,
     }  # fmt: skip
 
