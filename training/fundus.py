@@ -119,6 +119,18 @@ def assign_rows(patches: list[Patch], config: DataConfig, seed: int = SEED) -> d
     return assigned
 
 
+def split_patches(name: str, limit: int, config: DataConfig) -> NDArray[np.float32]:
+    """The first `limit` patches (N, 3, 64, 64) in [0, 1] of split `name`, in the order training
+    reads them from the folder `write` makes: without the folder (tests, re-checks)."""
+    image = retina()
+    rows = assign_rows(cut(image), config)
+    indices, _ = split(len(rows), config)
+    tiles = [
+        image[p.top : p.top + PATCH, p.left : p.left + PATCH] for p in (rows[int(i)] for i in indices[name][:limit])
+    ]
+    return np.moveaxis(np.stack(tiles), -1, 1).astype(np.float32) / np.float32(255.0)
+
+
 def write(folder: Path, config: DataConfig) -> dict[str, int]:
     """Write the patches as PNGs into `folder` (made; must be empty); patches per split."""
     image = retina()

@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 
 from app.settings import SHIPPED_REPOSITORY
-from model.bundle import list_repository, load_bundle
 from tests.app.test_server import serve
 from tests.helpers import shipped_test_split
-from training.data import bundle_arrays
+from training.config import load_config
 from training.defects import add_defects
+from training.fundus import CONFIG, split_patches
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +60,7 @@ def test_a_digit_with_a_bright_square_gets_a_mask_on_the_square(shipped: httpx.C
 
 
 def test_the_fundus_model_scores_a_defective_patch_above_a_normal_one(shipped: httpx.Client) -> None:
-    path = list_repository(SHIPPED_REPOSITORY)[("fundus-vae", "1")]
-    patches = bundle_arrays(load_bundle(path).manifest)["test"][:3]  # held-out blocks of the photograph
+    patches = split_patches("test", 3, load_config(CONFIG, []).data)  # held-out blocks of the photograph
     scratched, truth = add_defects(patches[1:], "scratch", np.random.default_rng(0))  # bright lines on 2 and 3
     body = {"arrays": np.concatenate([patches[:1], scratched]).tolist()}
     r = shipped.post("/v1/score?model=fundus-vae&mask=true&overlay=true", json=body)
