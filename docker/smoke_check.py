@@ -49,7 +49,7 @@ def main(url: str) -> int:
         check("GET /readyz", c.get("/readyz"))
         models = c.get("/v1/models")
         check("GET /v1/models", models)
-        model = models.json()["models"][0]
+        model = next(m for m in models.json()["models"] if m["default"])  # the one unnamed requests reach
         latent_dim = model["latent_dim"]
         check("GET /v1/models/{name}", c.get(f"/v1/models/{model['name']}"))
         check("POST /v1/encode (png)", c.post("/v1/encode", content=png, headers={"content-type": "image/png"}))
