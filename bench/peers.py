@@ -1,13 +1,15 @@
 """vaeserve against the model servers a user would pick instead, on the same ONNX files, in one run.
 
-    python -m bench.peers                              # both models, 10 s a point; see docs/benchmarks.md
-    python -m bench.peers --duration 3                 # short points: a smoke run
-    python -m bench.peers --peers floor,pytriton,vaeserve --models mnist-vae
+    python -m bench.peers                              # both models, 3 rounds of 10 s a point; docs/benchmarks.md
+    python -m bench.peers --duration 3 --rounds 1      # short points: a smoke run
+    python -m bench.peers --peers floor,pytriton,vaeserve --models shipped,fundus
+    python -m bench.peers --models runs/int8/mnist-vae  # any bundle, e.g. an int8 one from training.quantize
 
-For two encoders, the shipped model's (model/zoo/mnist-vae/<highest>/encoder.onnx) and the
-64x64x3 conv encoder of bench/make_big_model.py, every server below serves that same
-encoder.onnx with one ONNX Runtime thread, pinned to core 0 with taskset, while `hey` on
-core 1 sends single-image PNG encodes at c=64 for --duration seconds:
+For each encoder asked (--models: the shipped model's model/zoo/mnist-vae/<highest>/encoder.onnx,
+the 64x64x3 conv encoder of bench/make_big_model.py, the shipped colour model fundus-vae, or a
+bundle's folder), every server below serves that same encoder.onnx with one ONNX Runtime
+thread, pinned to core 0 with taskset, while `hey` on core 1 sends single-image PNG encodes
+at c=64 for --duration seconds:
 
     floor      FastAPI + uvicorn that reads the body and answers a constant: the stack's floor
     naive      FastAPI + ONNX Runtime, one session.run per request (bench/naive_app.py), multipart
@@ -15,6 +17,12 @@ core 1 sends single-image PNG encodes at c=64 for --duration seconds:
     mlserver   MLServer with adaptive batching; V2 JSON with a base64 BYTES tensor
     litserve   LitServe with batching (1 ms); JSON with a base64 PNG
     vaeserve   this service, batching on: a raw image/png body, and JSON base64 on the same server
+
+The servers of one model are all started at once and loaded in --rounds rounds, one point
+per server and wire a round, the order turned by one server each round, so a drift of the
+machine's load falls on all of them; in-process ONNX Runtime is measured before each round.
+A server's req/s is its median over rounds; each ratio is taken within a round, and the
+report gives the median ratio with the lowest and highest.
 
 PyTriton, MLServer and LitServe are installed by this script, each into its own virtual environment
 under --venvs with the pinned versions in PEERS (PyPI only), made once and reused. A peer
@@ -28,7 +36,7 @@ be known (vaeserve: vaeserve_batch_size in /metrics; PyTriton: Triton's nv_infer
 nv_inference_exec_count; MLServer: counters the runtime keeps; naive: 1 by construction),
 in-process ONNX Runtime images/s at batch 64 on one thread, and the ratios: vaeserve over
 each peer, and over the one-core bound 1 / (floor latency + ORT compute per image at batch
-64), where the floor latency is 1 / the floor's req/s. Raw numbers: --out (JSON).
+64), where the floor latency is 1 / the floor's req/s in the same round. Raw numbers: --out (JSON).
 
 Exit status 0 when every selected peer ran and answered only 2xx, 1 otherwise.
 """
@@ -46,9 +54,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import httpx2 as httpx
@@ -98,6 +108,7 @@ PEERS: dict[str, list[str]] = {  # pinned installs, each in its own venv
 # that interpreter (Debian's), or the stub runs a 3.11.2 core on another 3.11's stdlib.
 SYSTEM_PYTHON = "/usr/bin/python3.11"
 ALL_PEERS = ("floor", "naive", "pytriton", "mlserver", "litserve", "vaeserve")
+MODEL_KEYS = ("shipped", "big", "fundus")
 
 
 # -- one model, as every peer serves it ------------------------------------------------------
@@ -298,6 +309,7 @@ class PeerRun:
     wire: str
     status: str  # "ok", or the stage that failed: "install", "start", "check", "load"
     detail: str = ""
+    round: int = 0
     run: Run | None = None
     mean_batch: float | None = None
     max_abs_diff: float | None = None
@@ -371,42 +383,86 @@ def mean_batch(before: tuple[float, float] | None, after: tuple[float, float] | 
     return (after[1] - before[1]) / (after[0] - before[0])
 
 
-def bench_peer(peer: str, model: Model, install: Install, seconds: float) -> list[PeerRun]:
-    """Start `peer` on `model`, check it, load it on each of its wires; a failure is a result."""
-    results = [PeerRun(peer, wire.label, "pending") for wire in WIRES[peer]]
+@dataclass
+class Up:
+    """A peer's server, started and checked: what its load points need."""
+
+    launched: Launch
+    live: Live
+    max_abs_diff: dict[str, float | None]  # per wire
+
+
+def start_peer(stack: ExitStack, peer: str, model: Model, install: Install) -> Up | list[PeerRun]:
+    """Start `peer` on `model` (it stops when `stack` closes) and check every wire's answers;
+    a failure is a result: one PeerRun per wire saying where it failed."""
     if install.python is None:
-        for r in results:
-            r.status, r.detail = "install", install.error
-        return results
+        return [PeerRun(peer, wire.label, "install", install.error) for wire in WIRES[peer]]
     images = pngs(model, CHECK_IMAGES + 1)
     expected = reference(model, images)
     exact = peer != "floor"  # the floor answers a constant
-    stage = "start"
+    stage, diffs = "start", {}
     try:
         launched = launch(peer, model, install.python)
-        with running(launched.spec) as live:
-            for result, wire in zip(results, WIRES[peer], strict=True):
-                stage, result.ready_s = "check", live.ready_s
-                result.max_abs_diff = check(live, wire, images[1:], expected[1:], exact)
-                check(live, wire, images[:1], expected[:1], exact)  # the load body's own answer
-                stage = "load"
-                before = launched.batch_stats(live)
-                result.run = load(peer, live, wire, images[0], model.work, seconds)
-                result.mean_batch = 1.0 if peer == "naive" else mean_batch(before, launched.batch_stats(live))
-                failed = result.run.failed
-                result.status, result.detail = ("ok", "") if not failed else ("load", f"{failed} not 2xx or errors")
+        live = stack.enter_context(running(launched.spec))
+        stage = "check"
+        for wire in WIRES[peer]:
+            diffs[wire.label] = check(live, wire, images[1:], expected[1:], exact)
+            check(live, wire, images[:1], expected[:1], exact)  # the load body's own answer
     except Exception as exc:  # a peer that cannot start or answer is reported, and the run goes on
-        pending = [r for r in results if r.status == "pending"]
-        if pending:
-            pending[0].status, pending[0].detail = stage, f"{type(exc).__name__}: {exc}"[-2000:]
-        for r in pending[1:]:
-            r.status, r.detail = "skipped", f"{peer} failed before this point"
-    for r in results:
-        rate = f"{r.per_s:9.1f} req/s" if r.per_s is not None else ""
-        batch = f", mean batch {r.mean_batch:.1f}" if r.mean_batch else ""
-        failure = "" if r.status == "ok" else f"  FAILED ({r.status}): {(r.detail.splitlines() or [''])[0][:200]}"
-        print(f"  {peer:9} {r.wire:20} {rate}{batch}{failure}", flush=True)
+        detail = f"{type(exc).__name__}: {exc}"[-2000:]
+        print(f"  {peer:9} FAILED ({stage}): {(detail.splitlines() or [''])[0][:200]}", flush=True)
+        return [PeerRun(peer, wire.label, stage, detail) for wire in WIRES[peer]]
+    print(f"  {peer:9} up in {live.ready_s:.1f} s, answers checked", flush=True)
+    return Up(launched, live, diffs)
+
+
+def load_peer(peer: str, up: Up, model: Model, seconds: float, round_: int) -> list[PeerRun]:
+    """One load point per wire of a started peer."""
+    results = []
+    for wire in WIRES[peer]:
+        result = PeerRun(peer, wire.label, "load", round=round_, max_abs_diff=up.max_abs_diff[wire.label])
+        result.ready_s = up.live.ready_s
+        try:
+            before = up.launched.batch_stats(up.live)
+            result.run = load(peer, up.live, wire, pngs(model, 1)[0], model.work, seconds)
+            result.mean_batch = 1.0 if peer == "naive" else mean_batch(before, up.launched.batch_stats(up.live))
+            failed = result.run.failed
+            result.status, result.detail = ("ok", "") if not failed else ("load", f"{failed} not 2xx or errors")
+        except Exception as exc:
+            result.detail = f"{type(exc).__name__}: {exc}"[-2000:]
+        rate = f"{result.per_s:9.1f} req/s" if result.per_s is not None else ""
+        batch = f", mean batch {result.mean_batch:.1f}" if result.mean_batch else ""
+        failure = "" if result.status == "ok" else f"  FAILED: {(result.detail.splitlines() or [''])[0][:200]}"
+        print(f"  round {round_ + 1}  {peer:9} {wire.label:20} {rate}{batch}{failure}", flush=True)
+        results.append(result)
     return results
+
+
+def bench_model(result: ModelResult, peers: list[str], installs: dict[str, Install], seconds: float) -> None:
+    """Every peer up at once (each idle while another is loaded), then `rounds` rounds of one
+    load point per peer and wire, the order turned by one peer each round: slow drifts of the
+    machine's load fall on every peer alike, and ratios are taken within a round. In-process
+    ONNX Runtime is measured before each round, for that round's one-core bound."""
+    model, results = result.model, result.runs
+    with ExitStack() as stack:
+        up: dict[str, Up] = {}
+        for peer in peers:
+            started = start_peer(stack, peer, model, installs[peer])
+            if isinstance(started, Up):
+                up[peer] = started
+            else:
+                results += started
+        for round_ in range(result.rounds):
+            result.ort_rates.append(ort_images_per_s(model.bundle, ORT_BATCH, min(seconds, 3.0)))
+            print(f"  round {round_ + 1}  in-process ONNX Runtime {result.ort_rates[-1]:,.0f} images/s at batch "
+                  f"{ORT_BATCH}", flush=True)  # fmt: skip
+            order = peers[round_ % len(peers) :] + peers[: round_ % len(peers)]
+            for peer in order:
+                if peer in up:
+                    runs = load_peer(peer, up[peer], model, seconds, round_)
+                    results += runs
+                    if any(r.run is None for r in runs):  # it broke: no more rounds for it
+                        del up[peer]
 
 
 # -- installs ------------------------------------------------------------------------------
@@ -443,34 +499,52 @@ def install(peers: list[str], venvs: Path) -> dict[str, Install]:
 @dataclass
 class ModelResult:
     model: Model
-    ort_images_per_s: float
+    rounds: int
+    ort_rates: list[float] = field(default_factory=list)  # in-process ORT images/s, measured before each round
     runs: list[PeerRun] = field(default_factory=list)
 
-    def get(self, peer: str, wire: str | None = None) -> PeerRun | None:
-        for r in self.runs:
-            if r.peer == peer and (wire is None or r.wire == wire) and r.run is not None:
-                return r
-        return None
+    @property
+    def ort_images_per_s(self) -> float:
+        return median(self.ort_rates) if self.ort_rates else 0.0
 
-    def per_s(self, peer: str, wire: str | None = None) -> float | None:
-        r = self.get(peer, wire)
-        return None if r is None else r.per_s
+    def get(self, peer: str, wire: str | None = None, round_: int | None = None) -> list[PeerRun]:
+        """The runs of `peer` (on `wire`; in `round_`) that have numbers."""
+        return [r for r in self.runs if r.peer == peer and (wire is None or r.wire == wire) and r.run is not None
+                and (round_ is None or r.round == round_)]  # fmt: skip
 
-    def bound(self) -> float | None:
+    def per_s(self, peer: str, wire: str | None = None, round_: int | None = None) -> float | None:
+        """Requests/s of `peer`'s first wire (or `wire`): the median over rounds, or in `round_`."""
+        wire = wire or WIRES[peer][0].label
+        rates = [r.per_s for r in self.get(peer, wire, round_) if r.per_s is not None]
+        return median(rates) if rates else None
+
+    def bound(self, round_: int | None = None) -> float | None:
         """Requests/s one core could serve: 1 / (floor latency + ORT compute per image at batch 64)."""
-        floor = self.per_s("floor")
-        if floor is None or not self.ort_images_per_s:
+        floor = self.per_s("floor", round_=round_)
+        ort = self.ort_images_per_s if round_ is None else self.ort_rates[round_]
+        if floor is None or not ort:
             return None
-        return 1.0 / (1.0 / floor + 1.0 / self.ort_images_per_s)
+        return 1.0 / (1.0 / floor + 1.0 / ort)
+
+    def ratio(self, ours: tuple[str, str], theirs: str) -> tuple[float | None, list[float]]:
+        """(median, every round's) of vaeserve's req/s on wire `ours` over `theirs`' in the same
+        round; `theirs` "bound" is the one-core bound of that round."""
+        each = []
+        for round_ in range(self.rounds):
+            other = self.bound(round_) if theirs == "bound" else self.per_s(theirs, round_=round_)
+            value = ratio(self.per_s(*ours, round_=round_), other)
+            if value is not None:
+                each.append(value)
+        return (median(each) if each else None), each
 
     def ratios(self) -> dict[str, float | None]:
-        ours = self.per_s("vaeserve", "raw PNG")
+        raw, b64 = ("vaeserve", "raw PNG"), ("vaeserve", "JSON base64")
         return {
-            "vaeserve_over_pytriton": ratio(ours, self.per_s("pytriton")),
-            "vaeserve_over_mlserver": ratio(ours, self.per_s("mlserver")),
-            "vaeserve_over_naive": ratio(ours, self.per_s("naive")),
-            "vaeserve_over_one_core_bound": ratio(ours, self.bound()),
-            "vaeserve_json_over_pytriton": ratio(self.per_s("vaeserve", "JSON base64"), self.per_s("pytriton")),
+            "vaeserve_over_pytriton": self.ratio(raw, "pytriton")[0],
+            "vaeserve_over_mlserver": self.ratio(raw, "mlserver")[0],
+            "vaeserve_over_naive": self.ratio(raw, "naive")[0],
+            "vaeserve_over_one_core_bound": self.ratio(raw, "bound")[0],
+            "vaeserve_json_over_pytriton": self.ratio(b64, "pytriton")[0],
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -479,47 +553,65 @@ class ModelResult:
             "bundle": repo_path(self.model.bundle),
             "encoder_sha256": self.model.manifest.files["encoder.onnx"].sha256,
             "in_process_ort_images_per_s_batch_64": self.ort_images_per_s,
+            "in_process_ort_images_per_s_per_round": self.ort_rates,
+            "rounds": self.rounds,
             "one_core_bound_req_per_s": self.bound(),
             "ratios": self.ratios(),
+            "ratios_per_round": {
+                "vaeserve_over_pytriton": self.ratio(("vaeserve", "raw PNG"), "pytriton")[1],
+                "vaeserve_over_one_core_bound": self.ratio(("vaeserve", "raw PNG"), "bound")[1],
+            },
             "runs": [r.to_json() for r in self.runs],
         }
 
 
+def _spread(values: list[float]) -> str:
+    return "" if len(values) < 2 else f" ({min(values):.2f}-{max(values):.2f})"
+
+
 def report(models: list[ModelResult]) -> list[str]:
+    rounds = models[0].rounds
     head = "| c=64 | " + " | ".join(m.model.title for m in models) + " |"
     lines = [
-        "Requests/s (2xx), p99/p50, mean batch the server ran:",
+        f"Requests/s (2xx; the median of {rounds} rounds), p99/p50, mean batch the server ran:",
         "",
         head,
         "|---|" + "--:|" * len(models),
     ]
-    keys = [(r.peer, r.wire) for r in models[0].runs]
+    keys = list(dict.fromkeys((r.peer, r.wire) for m in models for r in m.runs))
     for peer, wire in keys:
         cells = []
         for m in models:
-            r = next((x for x in m.runs if x.peer == peer and x.wire == wire), None)
-            if r is None or r.run is None:
-                cells.append("n/a" if r is None else f"failed ({r.status})")
+            ran = m.get(peer, wire)
+            if not ran:
+                broken = next((x for x in m.runs if x.peer == peer and x.wire == wire), None)
+                cells.append("n/a" if broken is None else f"failed ({broken.status})")
                 continue
-            batch = f", batch {r.mean_batch:.1f}" if r.mean_batch else ""
-            cells.append(f"{r.per_s:,.0f} (p99/p50 {fmt(r.p99_over_p50(), '.1f')}{batch})")
+            middle = sorted(ran, key=lambda r: r.per_s or 0.0)[(len(ran) - 1) // 2]  # the median run's other numbers
+            batch = f", batch {middle.mean_batch:.1f}" if middle.mean_batch else ""
+            cells.append(f"{m.per_s(peer, wire):,.0f} (p99/p50 {fmt(middle.p99_over_p50(), '.1f')}{batch})")
         lines.append(f"| {TITLES[peer]}, {wire} | " + " | ".join(cells) + " |")
+
+    def ratio_cell(m: ModelResult, ours: str, theirs: str) -> str:
+        value, each = m.ratio(("vaeserve", ours), theirs)
+        return fmt(value, ".2f", "x") + _spread(each)
+
     rows: dict[str, Callable[[ModelResult], str]] = {
         f"in-process ONNX Runtime, batch {ORT_BATCH}, one thread, images/s": lambda m: fmt(m.ort_images_per_s),
         "one-core bound 1/(floor latency + ORT per image), req/s": lambda m: fmt(m.bound()),
-        "vaeserve / PyTriton": lambda m: fmt(m.ratios()["vaeserve_over_pytriton"], ".2f", "x"),
-        "vaeserve / MLServer": lambda m: fmt(m.ratios()["vaeserve_over_mlserver"], ".2f", "x"),
-        "vaeserve / naive": lambda m: fmt(m.ratios()["vaeserve_over_naive"], ".2f", "x"),
-        "vaeserve / one-core bound": lambda m: fmt(m.ratios()["vaeserve_over_one_core_bound"], ".2f", "x"),
-        "vaeserve JSON base64 / PyTriton": lambda m: fmt(m.ratios()["vaeserve_json_over_pytriton"], ".2f", "x"),
+        "vaeserve / PyTriton": lambda m: ratio_cell(m, "raw PNG", "pytriton"),
+        "vaeserve / MLServer": lambda m: ratio_cell(m, "raw PNG", "mlserver"),
+        "vaeserve / naive": lambda m: ratio_cell(m, "raw PNG", "naive"),
+        "vaeserve / one-core bound": lambda m: ratio_cell(m, "raw PNG", "bound"),
+        "vaeserve JSON base64 / PyTriton": lambda m: ratio_cell(m, "JSON base64", "pytriton"),
     }
-    lines += ["", "| | " + " | ".join(m.model.title for m in models) + " |", "|---|" + "--:|" * len(models)]
+    lines += ["", f"Ratios within each round: the median of {rounds} (lowest-highest)", ""]
+    lines += ["| | " + " | ".join(m.model.title for m in models) + " |", "|---|" + "--:|" * len(models)]
     lines += [f"| {label} | " + " | ".join(cell(m) for m in models) + " |" for label, cell in rows.items()]
-    failed = [r for m in models for r in m.runs if r.status != "ok"]
-    if failed:
+    if any(r.status != "ok" for m in models for r in m.runs):
         lines += ["", "Failed:"]
-        lines += [f"- {m.model.title}, {r.peer} ({r.wire}): {r.status}: {r.detail}" for m in models for r in m.runs
-                  if r.status != "ok"]  # fmt: skip
+        lines += [f"- {m.model.title}, {r.peer} ({r.wire}, round {r.round + 1}): {r.status}: {r.detail}"
+                  for m in models for r in m.runs if r.status != "ok"]  # fmt: skip
     return lines
 
 
@@ -530,9 +622,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__.split("\n")[0])
     p.add_argument("--repository", type=Path, default=ROOT / "model" / "zoo", help="holds <model>/<version>/")
     p.add_argument("--model", default="mnist-vae", help="the shipped model's folder in --repository (highest version)")
-    p.add_argument("--models", default="shipped,big", help="which encoders: shipped, big, or both (the default)")
+    p.add_argument("--models", default="shipped,big",
+                   help="comma-separated encoders: shipped (--model), big (bench/make_big_model.py), fundus (the "
+                        "shipped colour model), or a bundle's folder (e.g. an int8 one from training.quantize); "
+                        "default shipped,big")  # fmt: skip
     p.add_argument("--peers", default=",".join(ALL_PEERS), help=f"comma-separated, from {', '.join(ALL_PEERS)}")
     p.add_argument("--duration", type=float, default=10.0, help="seconds of load per point (default 10)")
+    p.add_argument("--rounds", type=int, default=3, help="load points per peer, peers in turn (default 3)")
     p.add_argument("--venvs", type=Path, default=ROOT / "runs" / "peer-venvs", help="the peers' virtual environments")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "peers.json", help="raw numbers (JSON)")
     args = p.parse_args(argv)
@@ -540,8 +636,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.models = [x for x in args.models.split(",") if x]
     if unknown := [x for x in args.peers if x not in ALL_PEERS]:
         p.error(f"unknown peers {unknown}; known: {', '.join(ALL_PEERS)}")
-    if unknown := [x for x in args.models if x not in ("shipped", "big")]:
-        p.error(f"unknown models {unknown}; known: shipped, big")
+    if unknown := [x for x in args.models if x not in MODEL_KEYS and not (Path(x) / "manifest.json").is_file()]:
+        p.error(f"unknown models {unknown}: not one of {', '.join(MODEL_KEYS)}, nor a bundle's folder")
+    if not 1 <= args.rounds <= 20:
+        p.error("--rounds must be in [1, 20]")
     if not 0 < args.duration <= 600:
         p.error("--duration must be in (0, 600] seconds")
     return args
@@ -560,16 +658,18 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="vaeserve-peers-") as tmp:
         work = Path(tmp)
-        bundles = {"shipped": lambda: find_bundle(args.repository, args.model), "big": lambda: make_big_bundle(work)}
-        for key in args.models:
-            bundle = bundles[key]()
-            model = Model(bundle, load_bundle(bundle).manifest, work / key)
+        bundles = {
+            "shipped": lambda: find_bundle(args.repository, args.model),
+            "big": lambda: make_big_bundle(work),
+            "fundus": lambda: find_bundle(args.repository, "fundus-vae"),
+        }
+        for i, key in enumerate(args.models):
+            bundle = bundles[key]() if key in bundles else Path(key).resolve()
+            model = Model(bundle, load_bundle(bundle).manifest, work / f"model-{i}")
             model.work.mkdir(parents=True, exist_ok=True)
-            ort_rate = ort_images_per_s(bundle, ORT_BATCH, min(args.duration, 5.0))
-            print(f"\n{model.title}: in-process ONNX Runtime {ort_rate:,.0f} images/s at batch {ORT_BATCH}", flush=True)
-            result = ModelResult(model, ort_rate)
-            for peer in args.peers:
-                result.runs += bench_peer(peer, model, installs[peer], args.duration)
+            print(f"\n{model.title}, {repo_path(bundle)}:", flush=True)
+            result = ModelResult(model, args.rounds)
+            bench_model(result, args.peers, installs, args.duration)
             results.append(result)
     lines = report(results)
     total_s = time.perf_counter() - clock
@@ -580,6 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine_at_end": machine(),
         "options": {
             "duration_s": args.duration,
+            "rounds": args.rounds,
             "concurrency": CONCURRENCY,
             "peers": args.peers,
             "pins": PEERS | {"ours": SAME_AS_OURS},
@@ -590,8 +691,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     load_avg = at_start["load_average"][0]
-    print(f"\n$ {command}\n\nload average {load_avg:.2f} at start; {args.duration:g} s a point; "
-          f"{total_s:.0f} s in all ({installed_s:.0f} s of installs)\n")  # fmt: skip
+    print(f"\n$ {command}\n\nload average {load_avg:.2f} at start; {args.rounds} rounds of {args.duration:g} s "
+          f"a point; {total_s:.0f} s in all ({installed_s:.0f} s of installs)\n")  # fmt: skip
     print("\n".join(lines))
     print(f"\nRaw numbers: {args.out}")
     return 0 if all(r.status == "ok" for m in results for r in m.runs) else 1
