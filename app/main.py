@@ -85,6 +85,10 @@ def create_app(
         version=_version(),
         summary="A variational autoencoder over HTTP: encode, decode, sample, reconstruct, score.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry (0.165+) off: requests are traced by app/tracing.py and
+        # measured by app/metrics.py; left on, it looks up the global providers on every request
+        # (an os.environ read, ~6 µs) and, with tracing on, would add a second server span.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.registry = None
