@@ -98,19 +98,31 @@ def test_access_log_has_the_request_id_and_never_the_payload_or_key(secured: Tes
     assert KEY not in text and "seed=1" not in text and "iVBOR" not in text
 
 
-def test_json_log_lines(capsys) -> None:
+def test_json_log_lines_are_written_in_bulk_within_the_flush_interval(capsys) -> None:
     import logging.config
+    import time
 
-    from app.logs import log_config
+    from app.logs import FLUSH_S, log_config
 
     logging.config.dictConfig(log_config("json", "info"))
     try:
         logging.getLogger("app.access").info("GET /x 200", extra={"request_id": "r-9", "status": 200})
-        line = capsys.readouterr().err.strip().splitlines()[-1]
+        written, deadline = "", time.monotonic() + 10 * FLUSH_S
+        while "r-9" not in written and time.monotonic() < deadline:  # the flusher thread writes it
+            time.sleep(FLUSH_S / 10)
+            written += capsys.readouterr().err
+        parsed = json.loads(written.strip().splitlines()[-1])
+        assert parsed["request_id"] == "r-9" and parsed["status"] == 200 and parsed["level"] == "INFO"
+
+        # A warning is written at once, after every line logged before it; what is left is written at close.
+        logging.getLogger("app.access").info("first")
+        logging.getLogger("app").warning("second")
+        messages = [json.loads(line)["message"] for line in capsys.readouterr().err.strip().splitlines()]
+        assert messages[-2:] == ["first", "second"]
+        logging.getLogger("app.access").info("last")
     finally:
         logging.config.dictConfig({"version": 1, "disable_existing_loggers": False, "root": {"handlers": []}})
-    parsed = json.loads(line)
-    assert parsed["request_id"] == "r-9" and parsed["status"] == 200 and parsed["level"] == "INFO"
+    assert json.loads(capsys.readouterr().err.strip().splitlines()[-1])["message"] == "last"
 
 
 def test_log_format_auto_is_text_on_a_terminal_and_json_otherwise(monkeypatch) -> None:
