@@ -6,10 +6,11 @@ once the answer is sent. JSON lines are written by python-json-logger's orjson f
 a line against 21 µs for its json-module one (tens of thousands of lines a second under load).
 
 Lines are written in bulk (`BufferedStreamHandler`): at most FLUSH_S after they are logged,
-at once for a warning or worse (with every line before it, in order), and at exit. One write
-per line cost about 70 µs of CPU a request under load (docs/benchmarks.md): each write lets
-the batcher's thread take the interpreter lock, and every hand-over costs two context switches.
-A process killed with SIGKILL loses at most the last FLUSH_S of lines.
+at once for a warning or worse (with every line before it, in order), and at exit; so a busy
+server makes a few writes a second, not one system call per request (each of which lets the
+batcher's thread take the interpreter lock). A process killed with SIGKILL loses at most the
+last FLUSH_S of lines. What it saves is small and within the machine's noise
+(docs/benchmarks.md#per-request-overhead-issue-15-second-half).
 """
 
 from __future__ import annotations
