@@ -130,9 +130,9 @@ class ServerSpec:
 
 
 @contextmanager
-def running(spec: ServerSpec) -> Iterator[Live]:
-    """The server pinned to SERVER_CORE, once ready; stopped by its PID at the end."""
-    argv = ["taskset", "-c", str(SERVER_CORE), *spec.argv]
+def running(spec: ServerSpec, pin: bool = True) -> Iterator[Live]:
+    """The server pinned to SERVER_CORE (unless not `pin`), once ready; stopped by its PID at the end."""
+    argv = ["taskset", "-c", str(SERVER_CORE), *spec.argv] if pin else spec.argv
     with serve(argv, ready_path=spec.ready_path, env=spec.env, timeout_s=READY_TIMEOUT_S) as live:
         yield live
 
@@ -211,8 +211,17 @@ class Run:
         return {**asdict(self), **derived}
 
 
-def hey(url: str, concurrency: int, seconds: float, body: Body | None, headers: dict[str, str] | None = None) -> str:
-    cmd = ["taskset", "-c", str(HEY_CORE), "hey", "-z", f"{seconds:g}s", "-c", str(concurrency), "-t", "30"]
+def hey(
+    url: str,
+    concurrency: int,
+    seconds: float,
+    body: Body | None,
+    headers: dict[str, str] | None = None,
+    pin: bool = True,
+) -> str:
+    """hey's report of `concurrency` clients for `seconds`, pinned to HEY_CORE unless not `pin`."""
+    cmd = ["taskset", "-c", str(HEY_CORE)] if pin else []
+    cmd += ["hey", "-z", f"{seconds:g}s", "-c", str(concurrency), "-t", "30"]
     if body is not None:
         cmd += ["-m", "POST", "-T", body.content_type, "-D", str(body.path)]
     for name, value in (headers or {}).items():

@@ -17,6 +17,11 @@ at c=64 for --duration seconds:
     mlserver   MLServer with adaptive batching; V2 JSON with a base64 BYTES tensor
     litserve   LitServe with batching (1 ms); JSON with a base64 PNG
     vaeserve   this service, batching on: a raw image/png body, and JSON base64 on the same server
+    vaeserve2  the same with two workers (VAESERVE_WORKERS=2, one per core): for --cores shared
+
+With --cores shared nothing is pinned: every server and hey may use every core (what the
+workers of vaeserve2, and PyTriton's threads, need to show); the one-core figures stay one
+core's.
 
 The servers of one model are all started at once and loaded in --rounds rounds, one point
 per server and wire a round, the order turned by one server each round, so a drift of the
@@ -107,7 +112,7 @@ PEERS: dict[str, list[str]] = {  # pinned installs, each in its own venv
 # Triton's Python backend stub links against the system's libpython3.11: its venv must use
 # that interpreter (Debian's), or the stub runs a 3.11.2 core on another 3.11's stdlib.
 SYSTEM_PYTHON = "/usr/bin/python3.11"
-ALL_PEERS = ("floor", "naive", "pytriton", "mlserver", "litserve", "vaeserve")
+ALL_PEERS = ("floor", "naive", "pytriton", "mlserver", "litserve", "vaeserve", "vaeserve2")
 MODEL_KEYS = ("shipped", "big", "fundus")
 
 
@@ -207,6 +212,7 @@ WIRES: dict[str, list[Wire]] = {
         Wire("raw PNG", "/v1/encode", "image/png", lambda png: png, _vaeserve_answer),
         Wire("JSON base64", "/v1/encode", "application/json", _vaeserve_json, _vaeserve_answer),
     ],
+    "vaeserve2": [Wire("raw PNG", "/v1/encode", "image/png", lambda png: png, _vaeserve_answer)],
 }
 TITLES = {
     "floor": "floor: FastAPI + uvicorn, reads the body, answers a constant",
@@ -215,6 +221,7 @@ TITLES = {
     "mlserver": "MLServer 1.7 (adaptive batching)",
     "litserve": "LitServe 0.2 (batching, max wait 1 ms)",
     "vaeserve": "vaeserve (batching on)",
+    "vaeserve2": "vaeserve, 2 workers (batching on)",
 }
 
 
@@ -256,6 +263,9 @@ def launch(peer: str, model: Model, python: Path) -> Launch:
     if peer == "naive":
         spec = naive(model.bundle)
         return Launch(ServerSpec("naive", spec.argv, {**spec.env, "NAIVE_ENGINE": "onnxruntime"}, "/healthz"), _unknown)
+    if peer == "vaeserve2":  # one process per core; /metrics answers for one of them only: no batch sizes
+        spec = vaeserve(model.bundle, model.manifest.name, batching=True)
+        return Launch(ServerSpec(peer, spec.argv, {**spec.env, "VAESERVE_WORKERS": "2"}, spec.ready_path), _unknown)
     if peer == "vaeserve":
         labels = {"model": f"{model.manifest.name}:{model.manifest.version}", "operation": "encode"}
         stats = _counters("", "vaeserve_batch_size_count", "vaeserve_batch_size_sum", labels)
@@ -369,10 +379,11 @@ def check(live: Live, wire: Wire, images: list[bytes], expected: list[Latents], 
     return worst
 
 
-def load(peer: str, live: Live, wire: Wire, png: bytes, folder: Path, seconds: float) -> Run:
+def load(peer: str, live: Live, wire: Wire, png: bytes, folder: Path, seconds: float, pin: bool) -> Run:
     body_path = folder / f"{peer}-{wire.label.replace(' ', '-')}.body"
     body_path.write_bytes(wire.body(png))
-    text = hey(live.url + wire.path, CONCURRENCY, seconds, Body(body_path, wire.content_type, 1), wire.headers(png))
+    body = Body(body_path, wire.content_type, 1)
+    text = hey(live.url + wire.path, CONCURRENCY, seconds, body, wire.headers(png), pin=pin)
     total, statuses, errors, latency = parse_hey(text)
     return Run(peer, "encode", wire.label, CONCURRENCY, 1, total, statuses, errors, latency, rss_kib(live.pid))
 
@@ -392,7 +403,7 @@ class Up:
     max_abs_diff: dict[str, float | None]  # per wire
 
 
-def start_peer(stack: ExitStack, peer: str, model: Model, install: Install) -> Up | list[PeerRun]:
+def start_peer(stack: ExitStack, peer: str, model: Model, install: Install, pin: bool) -> Up | list[PeerRun]:
     """Start `peer` on `model` (it stops when `stack` closes) and check every wire's answers;
     a failure is a result: one PeerRun per wire saying where it failed."""
     if install.python is None:
@@ -403,7 +414,7 @@ def start_peer(stack: ExitStack, peer: str, model: Model, install: Install) -> U
     stage, diffs = "start", {}
     try:
         launched = launch(peer, model, install.python)
-        live = stack.enter_context(running(launched.spec))
+        live = stack.enter_context(running(launched.spec, pin=pin))
         stage = "check"
         for wire in WIRES[peer]:
             diffs[wire.label] = check(live, wire, images[1:], expected[1:], exact)
@@ -416,7 +427,7 @@ def start_peer(stack: ExitStack, peer: str, model: Model, install: Install) -> U
     return Up(launched, live, diffs)
 
 
-def load_peer(peer: str, up: Up, model: Model, seconds: float, round_: int) -> list[PeerRun]:
+def load_peer(peer: str, up: Up, model: Model, seconds: float, round_: int, pin: bool) -> list[PeerRun]:
     """One load point per wire of a started peer."""
     results = []
     for wire in WIRES[peer]:
@@ -424,7 +435,7 @@ def load_peer(peer: str, up: Up, model: Model, seconds: float, round_: int) -> l
         result.ready_s = up.live.ready_s
         try:
             before = up.launched.batch_stats(up.live)
-            result.run = load(peer, up.live, wire, pngs(model, 1)[0], model.work, seconds)
+            result.run = load(peer, up.live, wire, pngs(model, 1)[0], model.work, seconds, pin)
             result.mean_batch = 1.0 if peer == "naive" else mean_batch(before, up.launched.batch_stats(up.live))
             failed = result.run.failed
             result.status, result.detail = ("ok", "") if not failed else ("load", f"{failed} not 2xx or errors")
@@ -438,7 +449,9 @@ def load_peer(peer: str, up: Up, model: Model, seconds: float, round_: int) -> l
     return results
 
 
-def bench_model(result: ModelResult, peers: list[str], installs: dict[str, Install], seconds: float) -> None:
+def bench_model(
+    result: ModelResult, peers: list[str], installs: dict[str, Install], seconds: float, pin: bool = True
+) -> None:
     """Every peer up at once (each idle while another is loaded), then `rounds` rounds of one
     load point per peer and wire, the order turned by one peer each round: slow drifts of the
     machine's load fall on every peer alike, and ratios are taken within a round. In-process
@@ -447,7 +460,7 @@ def bench_model(result: ModelResult, peers: list[str], installs: dict[str, Insta
     with ExitStack() as stack:
         up: dict[str, Up] = {}
         for peer in peers:
-            started = start_peer(stack, peer, model, installs[peer])
+            started = start_peer(stack, peer, model, installs[peer], pin)
             if isinstance(started, Up):
                 up[peer] = started
             else:
@@ -459,7 +472,7 @@ def bench_model(result: ModelResult, peers: list[str], installs: dict[str, Insta
             order = peers[round_ % len(peers) :] + peers[: round_ % len(peers)]
             for peer in order:
                 if peer in up:
-                    runs = load_peer(peer, up[peer], model, seconds, round_)
+                    runs = load_peer(peer, up[peer], model, seconds, round_, pin)
                     results += runs
                     if any(r.run is None for r in runs):  # it broke: no more rounds for it
                         del up[peer]
@@ -545,6 +558,8 @@ class ModelResult:
             "vaeserve_over_naive": self.ratio(raw, "naive")[0],
             "vaeserve_over_one_core_bound": self.ratio(raw, "bound")[0],
             "vaeserve_json_over_pytriton": self.ratio(b64, "pytriton")[0],
+            "vaeserve2_over_pytriton": self.ratio(("vaeserve2", "raw PNG"), "pytriton")[0],
+            "vaeserve2_over_vaeserve": self.ratio(("vaeserve2", "raw PNG"), "vaeserve")[0],
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -592,8 +607,8 @@ def report(models: list[ModelResult]) -> list[str]:
             cells.append(f"{m.per_s(peer, wire):,.0f} (p99/p50 {fmt(middle.p99_over_p50(), '.1f')}{batch})")
         lines.append(f"| {TITLES[peer]}, {wire} | " + " | ".join(cells) + " |")
 
-    def ratio_cell(m: ModelResult, ours: str, theirs: str) -> str:
-        value, each = m.ratio(("vaeserve", ours), theirs)
+    def ratio_cell(m: ModelResult, ours: str, theirs: str, server: str = "vaeserve") -> str:
+        value, each = m.ratio((server, ours), theirs)
         return fmt(value, ".2f", "x") + _spread(each)
 
     rows: dict[str, Callable[[ModelResult], str]] = {
@@ -604,6 +619,8 @@ def report(models: list[ModelResult]) -> list[str]:
         "vaeserve / naive": lambda m: ratio_cell(m, "raw PNG", "naive"),
         "vaeserve / one-core bound": lambda m: ratio_cell(m, "raw PNG", "bound"),
         "vaeserve JSON base64 / PyTriton": lambda m: ratio_cell(m, "JSON base64", "pytriton"),
+        "vaeserve, 2 workers / PyTriton": lambda m: ratio_cell(m, "raw PNG", "pytriton", "vaeserve2"),
+        "vaeserve, 2 workers / 1 worker": lambda m: ratio_cell(m, "raw PNG", "vaeserve", "vaeserve2"),
     }
     lines += ["", f"Ratios within each round: the median of {rounds} (lowest-highest)", ""]
     lines += ["| | " + " | ".join(m.model.title for m in models) + " |", "|---|" + "--:|" * len(models)]
@@ -629,6 +646,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--peers", default=",".join(ALL_PEERS), help=f"comma-separated, from {', '.join(ALL_PEERS)}")
     p.add_argument("--duration", type=float, default=10.0, help="seconds of load per point (default 10)")
     p.add_argument("--rounds", type=int, default=3, help="load points per peer, peers in turn (default 3)")
+    p.add_argument("--cores", choices=["pinned", "shared"], default="pinned",
+                   help="pinned: each server on core 0, hey on core 1 (default); shared: nothing pinned, every "
+                        "server and hey on all cores (compare vaeserve2, one worker per core)")  # fmt: skip
     p.add_argument("--venvs", type=Path, default=ROOT / "runs" / "peer-venvs", help="the peers' virtual environments")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "peers.json", help="raw numbers (JSON)")
     args = p.parse_args(argv)
@@ -654,7 +674,8 @@ def main(argv: list[str] | None = None) -> int:
     print("installing peers:", flush=True)
     installs = install(args.peers, args.venvs)
     installed_s = time.perf_counter() - clock
-    os.sched_setaffinity(0, {HEY_CORE})  # keep this process's polling off the servers' core
+    if args.cores == "pinned":
+        os.sched_setaffinity(0, {HEY_CORE})  # keep this process's polling off the servers' core
     results = []
     with tempfile.TemporaryDirectory(prefix="vaeserve-peers-") as tmp:
         work = Path(tmp)
@@ -669,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
             model.work.mkdir(parents=True, exist_ok=True)
             print(f"\n{model.title}, {repo_path(bundle)}:", flush=True)
             result = ModelResult(model, args.rounds)
-            bench_model(result, args.peers, installs, args.duration)
+            bench_model(result, args.peers, installs, args.duration, pin=args.cores == "pinned")
             results.append(result)
     lines = report(results)
     total_s = time.perf_counter() - clock
@@ -681,6 +702,7 @@ def main(argv: list[str] | None = None) -> int:
         "options": {
             "duration_s": args.duration,
             "rounds": args.rounds,
+            "cores": args.cores,
             "concurrency": CONCURRENCY,
             "peers": args.peers,
             "pins": PEERS | {"ours": SAME_AS_OURS},
