@@ -1,7 +1,7 @@
 """vaeserve against the model servers a user would pick instead, on the same ONNX files, in one run.
 
     python -m bench.peers                              # both models, 3 rounds of 10 s a point; docs/benchmarks.md
-    python -m bench.peers --duration 3 --rounds 1      # short points: a smoke run
+    python -m bench.peers --duration 3 --rounds 1 --out /tmp/peers.json   # a smoke run
     python -m bench.peers --peers floor,pytriton,vaeserve --models shipped,fundus
     python -m bench.peers --models runs/int8/mnist-vae  # any bundle, e.g. an int8 one from training.quantize
 
@@ -97,6 +97,7 @@ from bench.load import (
 )
 from bench.venvs import VenvError, ensure_venv
 from model.bundle import Manifest, load_bundle
+from model.errors import BundleError
 from model.preprocess import decode_image
 
 CONCURRENCY = 64
@@ -654,12 +655,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.peers = [x for x in args.peers.split(",") if x]
     args.models = [x for x in args.models.split(",") if x]
+    if not args.peers or not args.models:
+        p.error("--peers and --models each need at least one name")
     if unknown := [x for x in args.peers if x not in ALL_PEERS]:
         p.error(f"unknown peers {unknown}; known: {', '.join(ALL_PEERS)}")
     if unknown := [x for x in args.models if x not in MODEL_KEYS and not (Path(x) / "manifest.json").is_file()]:
         p.error(f"unknown models {unknown}: not one of {', '.join(MODEL_KEYS)}, nor a bundle's folder")
     if not 1 <= args.rounds <= 20:
         p.error("--rounds must be in [1, 20]")
+    for folder in [Path(x) for x in args.models if x not in MODEL_KEYS]:  # checked now, not after the installs
+        try:
+            load_bundle(folder)
+        except BundleError as exc:
+            p.error(f"--models {folder}: {exc}")
     if not 0 < args.duration <= 600:
         p.error("--duration must be in (0, 600] seconds")
     return args

@@ -126,17 +126,20 @@ class RequestMiddleware:
             route = getattr(scope.get("route"), "path", "unmatched")
             problem = scope["state"].get("problem") if limited else None  # health answers are no refused input
             self.metrics.observe_request(route, scope["method"], status, seconds, problem)
-            access_log.info(
-                "%s %s %d",
+            duration_ms = round(seconds * 1000, 3)
+            access_log.info(  # the message says it all for the text format; JSON lines carry the fields too
+                "%s %s %d %.1f ms %s",
                 scope["method"],
                 path,
                 status,
+                duration_ms,
+                request_id,
                 extra={
                     "request_id": request_id,
                     "method": scope["method"],
                     "path": path,
                     "status": status,
-                    "duration_ms": round(seconds * 1000, 3),
+                    "duration_ms": duration_ms,
                 },
             )
 

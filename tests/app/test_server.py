@@ -7,8 +7,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -228,3 +230,43 @@ def test_a_real_server_serves_an_int8_bundle_and_says_so(quantized: Bundle, digi
     assert score.status_code == 200 and score.json()["version"] == "2"
     assert score.json()["threshold"] == quantized.manifest.calibration.threshold
     assert encoded.status_code == 200 and len(encoded.json()["results"][0]["mean"]) == quantized.manifest.latent_dim
+
+
+def test_workers_stopped_by_sigterm_write_every_access_line(repository: Path, digit_pngs, tmp_path: Path) -> None:
+    """uvicorn's workers die by the SIGTERM it re-raises after their graceful shutdown, without
+    running logging.shutdown: their held-back access lines must be out by then (app/logs.py)."""
+    port = str(harness.free_port())
+    log_path = tmp_path / "server.log"
+    env = harness.without_settings(VAESERVE_LOG_FORMAT="json")
+    argv = [sys.executable, "-m", "app", "--repository", str(repository), "--workers", "2", "--port", port]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            while not _ready(url) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert _ready(url), log_path.read_text()[-2000:]
+            ids = [f"sigterm-{i}" for i in range(20)]
+            with httpx.Client(base_url=url, timeout=30) as c:
+                for request_id in ids:
+                    headers = {"content-type": "image/png", "x-request-id": request_id}
+                    assert c.post("/v1/encode", content=digit_pngs[0], headers=headers).status_code == 200
+            proc.send_signal(signal.SIGTERM)  # at once: the access lines are still held back
+            assert proc.wait(timeout=60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    lines = log_path.read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line whole: none torn by another worker's
+    logged = {r.get("request_id") for r in records if r.get("name") == "app.access"}
+    assert set(ids) <= logged
+    assert sum("Finished server process" in r["message"] for r in records) >= 2  # each worker's last words
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url + "/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -94,6 +94,8 @@ def test_access_log_has_the_request_id_and_never_the_payload_or_key(secured: Tes
     (record,) = [r for r in caplog.records if getattr(r, "request_id", None) == "r-1"]
     assert (record.method, record.path, record.status) == ("POST", "/v1/encode", 200)
     assert record.duration_ms > 0
+    # the text format prints only the message: it says the duration and the request id too
+    assert record.getMessage() == f"POST /v1/encode 200 {record.duration_ms:.1f} ms r-1"
     text = json.dumps(record.__dict__, default=str)
     assert KEY not in text and "seed=1" not in text and "iVBOR" not in text
 
@@ -114,15 +116,31 @@ def test_json_log_lines_are_written_in_bulk_within_the_flush_interval(capsys) ->
         parsed = json.loads(written.strip().splitlines()[-1])
         assert parsed["request_id"] == "r-9" and parsed["status"] == 200 and parsed["level"] == "INFO"
 
-        # A warning is written at once, after every line logged before it; what is left is written at close.
-        logging.getLogger("app.access").info("first")
-        logging.getLogger("app").warning("second")
-        messages = [json.loads(line)["message"] for line in capsys.readouterr().err.strip().splitlines()]
-        assert messages[-2:] == ["first", "second"]
+        # Any line but an access line is written at once, after every line logged before it
+        # (uvicorn's shutdown lines so carry a dying worker's access lines out); what is left
+        # is written at close.
+        for logger, level in (("app", logging.WARNING), ("uvicorn.error", logging.INFO)):
+            logging.getLogger("app.access").info("first")
+            logging.getLogger(logger).log(level, "second")
+            messages = [json.loads(line)["message"] for line in capsys.readouterr().err.strip().splitlines()]
+            assert messages[-2:] == ["first", "second"]
         logging.getLogger("app.access").info("last")
     finally:
         logging.config.dictConfig({"version": 1, "disable_existing_loggers": False, "root": {"handlers": []}})
     assert json.loads(capsys.readouterr().err.strip().splitlines()[-1])["message"] == "last"
+
+
+def test_held_back_lines_are_written_whole_in_writes_a_pipe_keeps_atomic() -> None:
+    import select
+
+    from app.logs import _chunks
+
+    lines = [f'{{"n": {i}, "pad": "{"é" * (i % 50)}{"x" * 150}"}}\n' for i in range(400)] + ["y" * 10_000 + "\n"]
+    chunks = _chunks(lines)
+    assert "".join(chunks) == "".join(lines)  # nothing lost, nothing reordered
+    assert all(chunk.endswith("\n") for chunk in chunks)  # whole lines only
+    assert all(len(c.encode()) <= select.PIPE_BUF for c in chunks[:-1]) and chunks[-1] == lines[-1]
+    assert len(chunks) < len(lines) / 10  # still few writes
 
 
 def test_log_format_auto_is_text_on_a_terminal_and_json_otherwise(monkeypatch) -> None:
