@@ -7,11 +7,12 @@ a line against 21 µs for its json-module one (tens of thousands of lines a seco
 
 Access lines are written in bulk (`BufferedStreamHandler`): at most FLUSH_S after they are
 logged, and at once, in order, when any other line is logged (every server start-up, shutdown
-and warning line is one) and at exit; so a busy server makes a few writes a second, not one
-system call per request (each of which lets the batcher's thread take the interpreter lock).
-Each write holds whole lines and at most PIPE_BUF bytes, so the lines of several workers
-sharing one pipe never tear into each other. A process killed with SIGKILL loses at most the
-last FLUSH_S of access lines. What it saves is small and within the machine's noise
+and warning line is one) and at exit; so a server makes a few writes a second when quiet and
+one per PIPE_BUF of lines when busy, not one system call per request (each of which lets
+the batcher's thread take the interpreter lock). Each write holds whole lines and at most
+PIPE_BUF bytes, so the lines of several workers sharing one pipe never tear into each other.
+A process killed with SIGKILL loses at most the last FLUSH_S of access lines. What it saves
+is small and within the machine's noise
 (docs/benchmarks.md#per-request-overhead-issue-15-second-half).
 """
 

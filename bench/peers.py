@@ -99,6 +99,7 @@ from bench.venvs import VenvError, ensure_venv
 from model.bundle import Manifest, load_bundle
 from model.errors import BundleError
 from model.preprocess import decode_image
+from model.runtime import RuntimeOptions, VAERuntime
 
 CONCURRENCY = 64
 ORT_BATCH = 64
@@ -664,8 +665,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not 1 <= args.rounds <= 20:
         p.error("--rounds must be in [1, 20]")
     for folder in [Path(x) for x in args.models if x not in MODEL_KEYS]:  # checked now, not after the installs
-        try:
-            load_bundle(folder)
+        try:  # checksums, and graphs ONNX Runtime can load
+            VAERuntime(load_bundle(folder), RuntimeOptions(intra_op_threads=1, inter_op_threads=1))
         except BundleError as exc:
             p.error(f"--models {folder}: {exc}")
     if not 0 < args.duration <= 600:

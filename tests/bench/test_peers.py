@@ -61,3 +61,21 @@ def test_a_broken_bundle_is_refused_before_anything_runs(tmp_path: Path, capsys)
     with pytest.raises(SystemExit) as exc:
         parse_args(["--models", f"shipped,{broken}"])
     assert exc.value.code == 2 and "sha256 does not match the manifest" in capsys.readouterr().err
+
+
+def test_a_bundle_whose_graph_onnx_runtime_cannot_load_is_refused_before_anything_runs(tmp_path: Path, capsys) -> None:
+    """Checksums right (the manifest rewritten to match), graph broken: still refused up front."""
+    import hashlib
+    import json
+
+    broken = tmp_path / "b"
+    shutil.copytree(SHIPPED, broken)
+    graph = broken / "decoder.onnx"
+    graph.write_bytes(graph.read_bytes() + b"junk")
+    manifest = json.loads((broken / "manifest.json").read_text())
+    manifest["files"]["decoder.onnx"].update(sha256=hashlib.sha256(graph.read_bytes()).hexdigest(),
+                                             bytes=graph.stat().st_size)  # fmt: skip
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--models", f"shipped,{broken}"])
+    assert exc.value.code == 2 and "cannot load it" in capsys.readouterr().err
