@@ -120,9 +120,14 @@ def test_the_activity_chart_is_laid_out_for_any_latent_size(page: Page) -> None:
         expect(page.locator("#test-chart rect.bar")).to_have_count(size)
         labels = _labels_fit(page, "#test-chart svg")
         assert labels[0] == "0" and len(labels) >= min(size, 8)  # thinned out at 64, never fewer than 8
-        box = page.locator("#test-chart svg text").first.bounding_box()
-        assert box is not None
-        glyphs.append((round(box["width"], 1), round(box["height"], 1)))
+        # measured in the page, as _labels_fit does (Playwright's bounding_box() gives None when
+        # the element is momentarily not visible, e.g. while the page lays itself out again)
+        width, height = page.evaluate(
+            """() => { const b = document.querySelector("#test-chart svg text").getBoundingClientRect();
+                       return [b.width, b.height]; }"""
+        )
+        assert width > 0 and height > 0
+        glyphs.append((round(width, 1), round(height, 1)))
     assert len(set(glyphs)) == 1, glyphs  # "0" is drawn the same size at 1, 4, 16 and 64 bars
 
 
