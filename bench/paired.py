@@ -138,7 +138,7 @@ def start(tree: Path, core: int, requests: int, clients: int, png: Path) -> subp
         PYTHONPATH=str(tree),
         VAESERVE_BATCHING="true",
         VAESERVE_ORT_INTRA_OP_THREADS="1",
-        VAESERVE_REPOSITORY=str(tree / "model" / "zoo" / "mnist-vae"),
+        VAESERVE_MODEL_REPOSITORY=str(tree / "model" / "zoo"),  # the shipped repository, as `python -m app` serves it
         VAESERVE_DEFAULT_MODEL="mnist-vae",
         VAESERVE_LOG_FORMAT="json",
     )
